@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Builds the local platform's binaries from the Go module proxy, once, into a cache outside the work
+# tree keyed by version: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok.
+# Re-running is cheap: a binary that exists in the cache is not rebuilt.
+#
+#   scripts/build-platform.sh            # build what is missing, print the bin directory
+#
+# Environment: AUTHENTIFY_CACHE (default ~/.cache/authentify) holds the results.
+set -euo pipefail
+
+source "$(dirname "$0")/versions.env"
+CACHE="${AUTHENTIFY_CACHE:-$HOME/.cache/authentify}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN" "$CACHE/src"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+export GOTOOLCHAIN=local
+# Two cores: let one Go build use both; the builds themselves run one after another.
+export GOMAXPROCS="${GOMAXPROCS:-2}"
+
+log() { printf '[build-platform] %s\n' "$*" >&2; }
+
+# build_etcd: etcd's server module carries replace directives, so `go install` refuses it; a
+# wrapper module that requires it (and its sibling modules at the same version) builds it.
+build_etcd() {
+  local out="$BIN/etcd-$ETCD_VERSION"
+  [[ -x "$out" ]] && return 0
+  log "building etcd $ETCD_VERSION"
+  local dir="$CACHE/src/etcd-$ETCD_VERSION"
+  rm -rf "$dir" && mkdir -p "$dir"
+  cat >"$dir/go.mod" <<MOD
+module authentify.local/etcdwrapper
+
+go 1.26
+MOD
+  cat >"$dir/main.go" <<'GO'
+// Command etcd runs the etcd server from go.etcd.io/etcd/server/v3.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$dir" &&
+    go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" &&
+    go mod tidy &&
+    go build -trimpath -o "$out.tmp" . && mv "$out.tmp" "$out")
+}
+
+# build_kubernetes: k8s.io/kubernetes replaces its staging modules with ./staging paths, which a
+# module download does not carry; the wrapper replaces each with its published v0.x release.
+build_kubernetes() {
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler)
+  local missing=0
+  for c in "${cmds[@]}"; do [[ -x "$BIN/$c-$KUBERNETES_VERSION" ]] || missing=1; done
+  [[ $missing == 0 ]] && return 0
+  log "building kubernetes $KUBERNETES_VERSION (this takes a while on 2 cores)"
+  local dir="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
+  local staging="v0.${KUBERNETES_VERSION#v1.}"
+  rm -rf "$dir" && mkdir -p "$dir"
+  local kmod
+  kmod="$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  {
+    echo "module authentify.local/kubewrapper"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/.*#\t\1 => \1 '"$staging"'#p' "$kmod"
+    echo ")"
+  } >"$dir/go.mod"
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+)
+GO
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitCommit=0000000000000000000000000000000000000000 -X $pkg.gitTreeState=clean"
+    ld+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  (cd "$dir" && go mod tidy -e >/dev/null 2>&1 || true)
+  (cd "$dir" && go mod tidy)
+  for c in "${cmds[@]}"; do
+    [[ -x "$BIN/$c-$KUBERNETES_VERSION" ]] && continue
+    log "  go build $c"
+    (cd "$dir" && go build -trimpath -tags tools -ldflags "-s -w $ld" -o "$BIN/$c-$KUBERNETES_VERSION.tmp" "k8s.io/kubernetes/cmd/$c" &&
+      mv "$BIN/$c-$KUBERNETES_VERSION.tmp" "$BIN/$c-$KUBERNETES_VERSION")
+  done
+}
+
+build_kwok() {
+  local out="$BIN/kwok-$KWOK_VERSION"
+  [[ -x "$out" ]] && return 0
+  log "building kwok $KWOK_VERSION"
+  GOBIN="$CACHE/src/kwok-$KWOK_VERSION" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$CACHE/src/kwok-$KWOK_VERSION/kwok" "$out"
+}
+
+case "${1:-all}" in
+  etcd) build_etcd ;;
+  kubernetes) build_kubernetes ;;
+  kwok) build_kwok ;;
+  all) build_etcd; build_kwok; build_kubernetes ;;
+  *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 3 ;;
+esac
+echo "$BIN"

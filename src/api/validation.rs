@@ -1,0 +1,219 @@
+//! Client-side evaluation of the CRDs' CEL rules, for fast unit tests and offline linting. The API
+//! server remains the authority; this runs the very rules it runs, from the generated schemas.
+
+use kube::core::cel::Validator;
+use serde_json::Value;
+
+use super::crds;
+
+/// One broken rule: where, and the message the API server would give.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON path of the field, e.g. `spec.strategy`.
+    pub field: String,
+    /// The rule's message.
+    pub message: String,
+}
+
+/// Evaluates the CEL rules of the CRD that serves `object`'s kind. Returns `None` when the kind is
+/// not one of ours.
+pub fn check_cel(object: &Value) -> Option<Vec<Violation>> {
+    let kind = object.get("kind")?.as_str()?;
+    let crd = crds().into_iter().find(|c| c.spec.names.kind == kind)?;
+    let schema = crd.spec.versions.first()?.schema.as_ref()?.open_api_v3_schema.as_ref()?;
+    let schema = serde_json::to_value(schema).ok()?;
+    Some(match Validator::new().validate(&schema, object, None) {
+        Ok(()) => vec![],
+        Err(errors) => errors
+            .iter()
+            .map(|e| Violation { field: e.field_path.clone(), message: e.message.clone() })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app(spec: Value) -> Value {
+        json!({"apiVersion": "platform.authentify.it/v1alpha1", "kind": "App",
+               "metadata": {"name": "api", "namespace": "t"}, "spec": spec})
+    }
+
+    fn messages(object: Value) -> Vec<String> {
+        check_cel(&object).expect("our kind").into_iter().map(|v| v.message).collect()
+    }
+
+    /// (description, spec, expected message fragment or None when valid)
+    fn app_cases() -> Vec<(&'static str, Value, Option<&'static str>)> {
+        vec![
+            ("minimal", json!({"image": "api:1"}), None),
+            (
+                "replicas and autoscaling",
+                json!({"image": "a:1", "replicas": 2,
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "cpuPercent": 70}}),
+                Some("either spec.replicas or spec.autoscaling"),
+            ),
+            (
+                "autoscaling min above max",
+                json!({"image": "a:1",
+                "autoscaling": {"minReplicas": 5, "maxReplicas": 3, "cpuPercent": 70}}),
+                Some("minReplicas must be less than or equal"),
+            ),
+            (
+                "autoscaling without target",
+                json!({"image": "a:1",
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 3}}),
+                Some("autoscaling needs a target"),
+            ),
+            (
+                "both strategies",
+                json!({"image": "a:1", "strategy": {"canary": {}, "blueGreen": {}}}),
+                Some("exactly one of canary or blueGreen"),
+            ),
+            (
+                "no strategy inside strategy",
+                json!({"image": "a:1", "strategy": {}}),
+                Some("exactly one of canary or blueGreen"),
+            ),
+            (
+                "canary steps ok",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [
+                {"setWeight": 10}, {"pause": {"duration": "2m"}}, {"pause": {}},
+                {"analysis": {"templates": ["error-rate"]}}, {"setCanaryScale": {"replicas": 2}}]}}}),
+                None,
+            ),
+            (
+                "step with two actions",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [
+                {"setWeight": 10, "pause": {}}]}}}),
+                Some("exactly one of setWeight, pause"),
+            ),
+            (
+                "empty step",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [{}]}}}),
+                Some("exactly one of setWeight, pause"),
+            ),
+            (
+                "bad duration",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [
+                {"pause": {"duration": "2 minutes"}}]}}}),
+                Some("pause.duration must be a duration"),
+            ),
+            (
+                "compound duration",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [
+                {"pause": {"duration": "1h30m"}}]}}}),
+                None,
+            ),
+            (
+                "canary scale two ways",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [
+                {"setCanaryScale": {"replicas": 1, "weight": 20}}]}}}),
+                Some("setCanaryScale sets exactly one"),
+            ),
+            (
+                "match traffic weight false is nothing",
+                json!({"image": "a:1", "strategy": {"canary": {"steps": [
+                {"setCanaryScale": {"matchTrafficWeight": false}}]}}}),
+                Some("setCanaryScale sets exactly one"),
+            ),
+            (
+                "two routers",
+                json!({"image": "a:1", "strategy": {"canary": {
+                "trafficRouting": {"nginx": {}, "gatewayAPI": {}}}}}),
+                Some("one router"),
+            ),
+            (
+                "preview host without route",
+                json!({"image": "a:1",
+                "strategy": {"blueGreen": {"previewHost": "preview.example.com"}}}),
+                Some("previewHost needs spec.route"),
+            ),
+            (
+                "preview host with route",
+                json!({"image": "a:1", "route": {"host": "api.example.com"},
+                "strategy": {"blueGreen": {"previewHost": "preview.example.com"}}}),
+                None,
+            ),
+            (
+                "ingress and gateway",
+                json!({"image": "a:1", "route": {"host": "api.example.com",
+                "ingressClassName": "nginx", "gateway": {"name": "gw"}}}),
+                Some("exclude each other"),
+            ),
+            (
+                "relative route path",
+                json!({"image": "a:1", "route": {"host": "api.example.com", "path": "api"}}),
+                Some("route.path must start with '/'"),
+            ),
+            (
+                "relative health path",
+                json!({"image": "a:1", "healthCheck": {"httpPath": "health"}}),
+                Some("httpPath must start with '/'"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn app_rules() {
+        for (what, spec, expected) in app_cases() {
+            let got = messages(app(spec));
+            match expected {
+                None => assert!(got.is_empty(), "{what}: expected valid, got {got:?}"),
+                Some(fragment) => assert!(
+                    got.iter().any(|m| m.contains(fragment)),
+                    "{what}: expected a message containing {fragment:?}, got {got:?}"
+                ),
+            }
+        }
+    }
+
+    #[test]
+    fn data_plane_rules() {
+        let redis = |spec: Value| json!({"kind": "Redis", "metadata": {"name": "r"}, "spec": spec});
+        assert!(messages(redis(json!({}))).is_empty());
+        assert!(messages(redis(json!({"mode": "external"})))[0].contains("spec.external is required"));
+        assert!(
+            messages(redis(json!({"mode": "standalone", "external": {"host": "h"}})))[0]
+                .contains("spec.external is required")
+        );
+        assert!(messages(redis(json!({"sentinel": {}})))[0].contains("only to mode: replicated"));
+        assert!(
+            messages(redis(json!({"mode": "replicated", "sentinel": {"replicas": 1, "quorum": 2}})))[0]
+                .contains("quorum cannot exceed")
+        );
+        assert!(messages(redis(json!({"purgeOnPromote": {"patterns": ["*"]}})))[0].contains("'*' alone"));
+        assert!(messages(redis(json!({"purgeOnPromote": {"patterns": ["api:cache:*"]}}))).is_empty());
+
+        let atlas = |entry: Value| {
+            json!({"kind": "AtlasConnection", "metadata": {"name": "m"}, "spec": {
+                "credentials": {"secretName": "atlas"}, "projectId": "0123456789abcdef01234567",
+                "clusterName": "main", "database": "authentify", "ipAccessList": [entry]}})
+        };
+        assert!(messages(atlas(json!({"cidrBlock": "203.0.113.0/24"}))).is_empty());
+        assert!(
+            messages(atlas(json!({"cidrBlock": "203.0.113.0/24", "ipAddress": "203.0.113.1"})))[0]
+                .contains("exactly one of cidrBlock or ipAddress")
+        );
+        assert!(messages(atlas(json!({"cidrBlock": "not-a-cidr"})))[0].contains("CIDR block"));
+
+        let edge = |spec: Value| json!({"kind": "EdgeCache", "metadata": {"name": "e"}, "spec": spec});
+        let token = json!({"name": "cf", "key": "token"});
+        assert!(messages(edge(json!({"apiTokenSecret": token, "zoneName": "authentify.it"}))).is_empty());
+        assert!(
+            messages(edge(json!({"apiTokenSecret": token})))[0].contains("exactly one of zoneId or zoneName")
+        );
+        assert!(
+            messages(edge(json!({"apiTokenSecret": token, "zoneName": "a.it",
+            "purge": {"mode": "tags"}})))[0]
+                .contains("purge.tags")
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_are_not_ours() {
+        assert!(check_cel(&json!({"kind": "Deployment"})).is_none());
+    }
+}
