@@ -1,1 +1,19 @@
+//! Integration tests on a real control plane (kube-apiserver, controller-manager, scheduler, etcd)
+//! with kwok nodes. One process, one control plane, one namespace per test.
 
+mod support;
+
+mod crds;
+mod nodes;
+
+fn main() -> std::process::ExitCode {
+    support::run(cluster_tests![
+        crds::invalid_apps_are_rejected_with_a_message_naming_the_field,
+        crds::invalid_data_plane_resources_are_rejected,
+        crds::valid_app_is_accepted_with_defaults_and_printer_columns,
+        crds::kubectl_explain_and_category_work,
+        crds::scale_subresource_sets_replicas,
+        nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
+        nodes::rbac_refuses_what_it_does_not_grant,
+    ])
+}

@@ -1,0 +1,73 @@
+//! Starts (or reuses) the local control plane for one test run, and stops what it started.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// A running control plane.
+pub struct Platform {
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// State directory of a control plane this run started (and must stop); `None` when reused.
+    owned_state: Option<PathBuf>,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn platform_script() -> PathBuf {
+    repo_root().join("scripts/platform.sh")
+}
+
+impl Platform {
+    /// Reuses the control plane of `AUTHENTIFY_TEST_KUBECONFIG` when set, else starts a fresh one
+    /// whose state lives under the cargo target directory.
+    pub fn start() -> anyhow::Result<Self> {
+        if let Ok(path) = std::env::var("AUTHENTIFY_TEST_KUBECONFIG") {
+            let kubeconfig = PathBuf::from(path);
+            if !kubeconfig.is_file() {
+                bail!("AUTHENTIFY_TEST_KUBECONFIG={} is not a file", kubeconfig.display());
+            }
+            eprintln!("[cluster tests] reusing the control plane of {}", kubeconfig.display());
+            return Ok(Self { kubeconfig, owned_state: None });
+        }
+        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("platform");
+        eprintln!("[cluster tests] starting a control plane in {}", state.display());
+        let out = Command::new(platform_script())
+            .args(["up", "--state"])
+            .arg(&state)
+            .output()
+            .context("running scripts/platform.sh up")?;
+        if !out.status.success() {
+            bail!(
+                "scripts/platform.sh up failed (exit {:?}); run scripts/setup.sh first if binaries are missing:\n{}",
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let kubeconfig = String::from_utf8(out.stdout)?
+            .lines()
+            .last()
+            .map(PathBuf::from)
+            .context("scripts/platform.sh up printed no kubeconfig path")?;
+        Ok(Self { kubeconfig, owned_state: Some(state) })
+    }
+
+    /// Stops the control plane if this run started it.
+    pub fn stop(&mut self) {
+        if let Some(state) = self.owned_state.take() {
+            let status = Command::new(platform_script()).args(["down", "--state"]).arg(&state).status();
+            if !matches!(status, Ok(s) if s.success()) {
+                eprintln!("[cluster tests] stopping the control plane in {} failed", state.display());
+            }
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
