@@ -195,10 +195,10 @@ impl TestCtx {
         let api = self.api::<K>();
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(obj) = api.get_opt(name).await? {
-                if condition(&obj) {
-                    return Ok(obj);
-                }
+            if let Some(obj) = api.get_opt(name).await?
+                && condition(&obj)
+            {
+                return Ok(obj);
             }
             if Instant::now() >= deadline {
                 let kind = K::kind(&());
