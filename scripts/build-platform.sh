@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local platform's binaries from the Go module proxy, once, into a cache outside the work
-# tree keyed by version: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok.
+# tree keyed by version: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok.
+# `$CACHE/path` gets unversioned links (kubectl) to put first on PATH.
 # Re-running is cheap: a binary that exists in the cache is not rebuilt.
 #
 #   scripts/build-platform.sh            # build what is missing, print the bin directory
@@ -53,7 +54,7 @@ GO
 # build_kubernetes: k8s.io/kubernetes replaces its staging modules with ./staging paths, which a
 # module download does not carry; the wrapper replaces each with its published v0.x release.
 build_kubernetes() {
-  local cmds=(kube-apiserver kube-controller-manager kube-scheduler)
+  local cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
   local missing=0
   for c in "${cmds[@]}"; do [[ -x "$BIN/$c-$KUBERNETES_VERSION" ]] || missing=1; done
   [[ $missing == 0 ]] && return 0
@@ -83,6 +84,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
   local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
@@ -110,11 +112,18 @@ build_kwok() {
   mv "$CACHE/src/kwok-$KWOK_VERSION/kwok" "$out"
 }
 
+# link_current: $CACHE/path holds unversioned names (kubectl, ...) for PATH, pointing at this
+# checkout's versions.
+link_current() {
+  mkdir -p "$CACHE/path"
+  ln -sfn "$BIN/kubectl-$KUBERNETES_VERSION" "$CACHE/path/kubectl"
+}
+
 case "${1:-all}" in
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
-  all) build_etcd; build_kwok; build_kubernetes ;;
+  all) build_etcd; build_kwok; build_kubernetes; link_current ;;
   *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 3 ;;
 esac
 echo "$BIN"

@@ -16,6 +16,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 source "$ROOT/scripts/versions.env"
 CACHE="${AUTHENTIFY_CACHE:-$HOME/.cache/authentify}"
 BIN="$CACHE/bin"
+export PATH="$CACHE/path:$PATH"
 STATE="${AUTHENTIFY_PLATFORM_STATE:-$ROOT/.local/platform}"
 NODES=3
 CMD="${1:-}"

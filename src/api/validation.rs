@@ -217,3 +217,52 @@ mod tests {
         assert!(check_cel(&json!({"kind": "Deployment"})).is_none());
     }
 }
+
+#[cfg(test)]
+mod environment_tests {
+    use super::*;
+
+    /// Every manifest under `environments/` parses into our types and passes the CEL rules.
+    #[test]
+    fn environments_are_valid() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("environments");
+        let mut checked = 0;
+        let mut stack = vec![root];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).expect("environments/ is readable") {
+                let path = entry.expect("entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).expect("readable");
+                for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                    let value =
+                        serde_json::to_value(serde_yaml_ng::Value::deserialize(doc).expect("valid YAML"))
+                            .expect("JSON-compatible");
+                    let violations = check_cel(&value)
+                        .unwrap_or_else(|| panic!("{}: not one of our kinds", path.display()));
+                    assert!(violations.is_empty(), "{}: {violations:?}", path.display());
+                    let kind = value["kind"].as_str().unwrap_or_default();
+                    let typed = match kind {
+                        "App" => serde_json::from_value::<crate::api::App>(value).map(|_| ()),
+                        "Redis" => serde_json::from_value::<crate::api::Redis>(value).map(|_| ()),
+                        "AtlasConnection" => {
+                            serde_json::from_value::<crate::api::AtlasConnection>(value).map(|_| ())
+                        }
+                        "EdgeCache" => serde_json::from_value::<crate::api::EdgeCache>(value).map(|_| ()),
+                        other => panic!("unexpected kind {other}"),
+                    };
+                    typed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 3, "expected manifests under environments/, found {checked}");
+    }
+
+    use serde::Deserialize;
+}

@@ -101,6 +101,17 @@ where
     }
 }
 
+/// The kubectl built with the platform (same version as the API server) when present, else PATH's.
+pub fn kubectl_bin() -> PathBuf {
+    let cache = std::env::var_os("AUTHENTIFY_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authentify")));
+    match cache.map(|c| c.join("path/kubectl")) {
+        Some(path) if path.exists() => path,
+        _ => PathBuf::from("kubectl"),
+    }
+}
+
 static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestCtx {
@@ -158,7 +169,7 @@ impl TestCtx {
 
     /// Runs `kubectl` with this test's kubeconfig and namespace.
     pub fn kubectl(&self, args: &[&str]) -> anyhow::Result<Output> {
-        Command::new("kubectl")
+        Command::new(kubectl_bin())
             .env("KUBECONFIG", &self.kubeconfig)
             .arg("--namespace")
             .arg(&self.namespace)
