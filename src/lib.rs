@@ -7,3 +7,4 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod providers;
