@@ -8,3 +8,4 @@
 
 pub mod api;
 pub mod providers;
+pub mod rollout;

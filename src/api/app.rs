@@ -56,8 +56,6 @@ use super::common::Timestamp;
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(
-    validation = Rule::new("!(has(self.replicas) && has(self.autoscaling))")
-        .message("set either spec.replicas or spec.autoscaling, not both: with autoscaling the HorizontalPodAutoscaler owns the replica count"),
     validation = Rule::new("!has(self.strategy) || !has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.previewHost) || has(self.route)")
         .message("spec.strategy.blueGreen.previewHost needs spec.route: the preview host is served by the same ingress as the App")
 )]
@@ -68,13 +66,15 @@ pub struct AppSpec {
     #[schemars(length(min = 1, max = 1024))]
     pub image: String,
 
-    /// Number of pods when the App is not autoscaled. Defaults to 1 when neither `replicas` nor
-    /// `autoscaling` is set. The `/scale` subresource writes this field.
+    /// Number of pods. The `/scale` subresource reads and writes this field, so with `autoscaling`
+    /// the HorizontalPodAutoscaler owns it: leave it alone then (the operator keeps the running
+    /// count within minReplicas..maxReplicas).
     #[schemars(range(min = 0, max = 1000))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default = "default_replicas")]
     pub replicas: Option<i32>,
 
-    /// Horizontal autoscaling on CPU (and optionally memory). Mutually exclusive with `replicas`.
+    /// Horizontal autoscaling on CPU and/or memory, through a HorizontalPodAutoscaler that targets
+    /// the App's `/scale` subresource. During a canary both revisions keep their share of its count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<Autoscaling>,
 
@@ -150,6 +150,10 @@ pub struct AppSpec {
     pub pod_labels: BTreeMap<String, String>,
 }
 
+#[allow(clippy::unnecessary_wraps)] // serde's default for an optional field
+fn default_replicas() -> Option<i32> {
+    Some(1)
+}
 fn default_port() -> i32 {
     8080
 }
@@ -661,6 +665,48 @@ pub struct AppStatus {
     /// The last rollouts, newest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<RolloutRecord>,
+    /// Ready pods of the current revision when last observed (progress tracking).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_ready_replicas: Option<i32>,
+    /// When the rollout last made progress; the progress deadline counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_time: Option<Timestamp>,
+    /// The revision that served before the last blue-green switch, kept up until `scaleDownAt`
+    /// so that a rollback to it is instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_revision: Option<String>,
+    /// When `previousRevision` is scaled down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down_at: Option<Timestamp>,
+    /// The control requests (annotations) already carried out, by name.
+    #[serde(default, skip_serializing_if = "ControlTokens::is_empty")]
+    pub controls: ControlTokens,
+}
+
+/// Tokens of the control annotations the operator has carried out. A control annotation
+/// (`platform.authentify.it/promote: <token>`) acts once per new token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlTokens {
+    /// Last handled `platform.authentify.it/promote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<String>,
+    /// Last handled `platform.authentify.it/promote-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote_full: Option<String>,
+    /// Last handled `platform.authentify.it/abort`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<String>,
+    /// Last handled `platform.authentify.it/retry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+}
+
+impl ControlTokens {
+    /// True when no control was ever handled.
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// Why a rollout waits.

@@ -50,10 +50,10 @@ mod tests {
         vec![
             ("minimal", json!({"image": "api:1"}), None),
             (
-                "replicas and autoscaling",
+                "replicas with autoscaling (the HPA writes replicas through /scale)",
                 json!({"image": "a:1", "replicas": 2,
                 "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "cpuPercent": 70}}),
-                Some("either spec.replicas or spec.autoscaling"),
+                None,
             ),
             (
                 "autoscaling min above max",

@@ -41,10 +41,6 @@ where
 pub async fn invalid_apps_are_rejected_with_a_message_naming_the_field(ctx: TestCtx) -> anyhow::Result<()> {
     let cases: &[(&str, &[&str])] = &[
         (
-            "spec: {image: api:1, replicas: 2, autoscaling: {minReplicas: 1, maxReplicas: 4, cpuPercent: 70}}",
-            &["spec", "set either spec.replicas or spec.autoscaling"],
-        ),
-        (
             "spec: {image: api:1, autoscaling: {minReplicas: 5, maxReplicas: 2, cpuPercent: 70}}",
             &["spec.autoscaling", "minReplicas must be less than or equal"],
         ),

@@ -1,0 +1,927 @@
+//! The decision function. Reads like a rollout runbook: settle controls, note progress, check for
+//! automatic rollback, run the pre-deploy job, then walk the canary steps or the blue-green
+//! switch, and finally describe the outcome in status, conditions and events.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+
+use super::replicas::{Pair, step_towards, surge_and_unavailable, targets_for_weight};
+use super::{
+    ABORT, Input, JobKind, JobState, Note, Observed, PROMOTE, PROMOTE_FULL, Plan, RETRY, Revision, Selector,
+    Verdict, duration,
+};
+use crate::api::app::{
+    AppPhase, AppSpec, AppStatus, BlueGreenStrategy, CanaryStep, PauseCondition, RolloutRecord,
+};
+use crate::api::conditions;
+
+/// Rollout records kept in `status.history`.
+const HISTORY_KEPT: usize = 10;
+
+/// Decides the next state of an App. See the module docs of [`super`].
+pub fn decide(input: Input<'_>) -> Plan {
+    let mut d = Decider::new(input);
+    d.run();
+    d.finish()
+}
+
+/// Pending control requests: each annotation whose token differs from the last handled one.
+#[derive(Debug, Default)]
+struct Requests {
+    promote: bool,
+    promote_full: bool,
+    abort: bool,
+    retry: bool,
+}
+
+struct Decider<'a> {
+    spec: &'a AppSpec,
+    observed: &'a Observed,
+    old: &'a AppStatus,
+    now: Timestamp,
+    generation: Option<i64>,
+    st: AppStatus,
+    requests: Requests,
+    total: i32,
+    scale: BTreeMap<String, i32>,
+    active: Selector,
+    preview: Selector,
+    create_job: Option<JobKind>,
+    delete_pods: Vec<String>,
+    notes: Vec<Note>,
+    requeue: Option<Duration>,
+    phase: AppPhase,
+    message: String,
+}
+
+fn ts(t: Timestamp) -> Time {
+    Time(t)
+}
+
+fn since(now: Timestamp, then: &Time) -> Duration {
+    let secs = now.as_second() - then.0.as_second();
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+impl<'a> Decider<'a> {
+    fn new(input: Input<'a>) -> Self {
+        let spec = input.spec;
+        let mut total = spec.replicas.unwrap_or(1).max(0);
+        if let Some(a) = &spec.autoscaling {
+            total = total.clamp(a.min_replicas, a.max_replicas.max(a.min_replicas));
+        }
+        let mut st = input.status.clone();
+        let token = |key: &str| input.annotations.get(key).filter(|v| !v.is_empty()).cloned();
+        let mut requests = Requests::default();
+        let take = |key: &str, seen: &mut Option<String>| -> bool {
+            match token(key) {
+                Some(t) if seen.as_ref() != Some(&t) => {
+                    *seen = Some(t);
+                    true
+                }
+                _ => false,
+            }
+        };
+        requests.promote = take(PROMOTE, &mut st.controls.promote);
+        requests.promote_full = take(PROMOTE_FULL, &mut st.controls.promote_full);
+        requests.abort = take(ABORT, &mut st.controls.abort);
+        requests.retry = take(RETRY, &mut st.controls.retry);
+        let desired = input.observed.desired_revision.clone();
+        Self {
+            spec,
+            observed: input.observed,
+            old: input.status,
+            now: input.now,
+            generation: input.generation,
+            st,
+            requests,
+            total,
+            scale: BTreeMap::new(),
+            active: Selector::Revision(desired.clone()),
+            preview: Selector::Revision(desired),
+            create_job: None,
+            delete_pods: vec![],
+            notes: vec![],
+            requeue: None,
+            phase: AppPhase::Progressing,
+            message: String::new(),
+        }
+    }
+
+    fn note(&mut self, warning: bool, reason: &'static str, message: impl Into<String>) {
+        self.notes.push(Note { warning, reason, message: message.into() });
+    }
+
+    fn requeue_in(&mut self, after: Duration) {
+        let after = after.max(Duration::from_millis(100));
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    fn revision(&self, hash: &str) -> Option<&'a Revision> {
+        self.observed.revisions.iter().find(|r| r.hash == hash)
+    }
+
+    fn ready(&self, hash: &str) -> i32 {
+        self.revision(hash).map_or(0, |r| r.ready)
+    }
+
+    fn asked(&self, hash: &str) -> i32 {
+        self.revision(hash).map_or(0, |r| r.replicas)
+    }
+
+    fn image_of(&self, hash: &str) -> String {
+        self.revision(hash).map_or_else(|| self.spec.image.clone(), |r| r.image.clone())
+    }
+
+    fn steps(&self) -> &'a [CanaryStep] {
+        self.spec.strategy.as_ref().and_then(|s| s.canary.as_ref()).map_or(&[], |c| c.steps.as_slice())
+    }
+
+    fn blue_green(&self) -> Option<&'a BlueGreenStrategy> {
+        self.spec.strategy.as_ref().and_then(|s| s.blue_green.as_ref())
+    }
+
+    fn strategy_name(&self) -> &'static str {
+        match (self.blue_green(), self.steps().is_empty()) {
+            (Some(_), _) => "BlueGreen",
+            (None, false) => "Canary",
+            (None, true) => "Rolling",
+        }
+    }
+
+    fn run(&mut self) {
+        let desired = self.observed.desired_revision.clone();
+        self.st.strategy = Some(self.strategy_name().to_string());
+
+        if let Some(problem) = self.observed.invalid.clone() {
+            // Nothing moves while the spec cannot be carried out; what runs keeps running.
+            for r in &self.observed.revisions {
+                self.scale.insert(r.hash.clone(), r.replicas);
+            }
+            let serving = self.st.stable_revision.clone().unwrap_or_else(|| desired.clone());
+            self.active = self.default_active(&serving);
+            self.preview = Selector::Revision(serving);
+            self.phase = AppPhase::Degraded;
+            self.message = problem;
+            return;
+        }
+
+        let Some(stable) = self.st.stable_revision.clone() else {
+            self.first_deploy(&desired);
+            return;
+        };
+
+        if self.st.current_revision.as_deref() != Some(desired.as_str()) {
+            self.start_rollout(&stable, &desired);
+        }
+        let stable = self.st.stable_revision.clone().unwrap_or(stable);
+
+        if stable == desired {
+            self.steady(&stable);
+        } else {
+            self.rollout(&stable, &desired);
+        }
+    }
+
+    fn default_active(&self, stable: &str) -> Selector {
+        if self.blue_green().is_some() {
+            Selector::Revision(stable.to_string())
+        } else {
+            Selector::AllRevisions
+        }
+    }
+
+    fn first_deploy(&mut self, desired: &str) {
+        self.st.stable_revision = Some(desired.to_string());
+        self.st.current_revision = Some(desired.to_string());
+        self.push_history(desired, "Promoted", true);
+        self.note(false, "Deployed", format!("first deploy of {} (revision {desired})", self.spec.image));
+        if self.observed.pre_deploy != JobState::NotConfigured {
+            // App Platform runs PRE_DEPLOY before every deploy, the first one included.
+            if !self.pre_deploy_done(desired, desired) {
+                self.st.stable_revision = None;
+                self.st.current_revision = None;
+                self.st.history.remove(0);
+                self.notes.clear();
+                return;
+            }
+        }
+        self.steady(desired);
+    }
+
+    /// A new desired revision: reset the rollout state, or roll back fast to a revision that is
+    /// still running (blue-green window) or was stable before.
+    fn start_rollout(&mut self, stable: &str, desired: &str) {
+        if let Some(current) = self.st.current_revision.clone()
+            && current != *stable
+            && let Some(record) =
+                self.st.history.iter_mut().find(|r| r.revision == current && r.finished_at.is_none())
+        {
+            record.finished_at = Some(ts(self.now));
+            record.outcome = "Superseded".into();
+        }
+        self.st.current_revision = Some(desired.to_string());
+        self.st.current_step_index = Some(0);
+        self.st.canary_weight = None;
+        self.st.abort = false;
+        self.st.pause_conditions.clear();
+        self.st.last_progress_time = Some(ts(self.now));
+        self.st.current_ready_replicas = Some(self.ready(desired));
+
+        let was_stable = self.st.history.iter().any(|r| r.revision == *desired && r.outcome == "Promoted");
+        let in_window = self.st.previous_revision.as_deref() == Some(desired)
+            && self.ready(desired) >= self.total.min(self.asked(desired)).max(1);
+        if in_window {
+            // Blue-green rollback inside the scale-down window: switch back now, no new pods.
+            self.push_history(desired, "RolledBack", true);
+            self.st.previous_revision = Some(stable.to_string());
+            self.st.stable_revision = Some(desired.to_string());
+            self.set_scale_down(stable);
+            self.note(
+                false,
+                "RolledBack",
+                format!("switched back to revision {desired} at once; {stable} scales down later"),
+            );
+            return;
+        }
+        if was_stable && self.revision(desired).is_some() {
+            // An older revision whose ReplicaSet still exists: skip steps and jobs (`undo`).
+            self.push_history(desired, "Running", false);
+            self.st.current_step_index = Some(self.steps().len() as i32);
+            self.note(false, "RollbackStarted", format!("rolling back to revision {desired}; steps skipped"));
+            return;
+        }
+        self.push_history(desired, "Running", false);
+        self.note(
+            false,
+            "RolloutStarted",
+            format!(
+                "rolling out {} (revision {desired}) with the {} strategy",
+                self.spec.image,
+                self.strategy_name()
+            ),
+        );
+    }
+
+    fn set_scale_down(&mut self, revision: &str) {
+        let delay = self.blue_green().map_or(0, |b| b.scale_down_delay_seconds.max(0));
+        self.st.previous_revision = Some(revision.to_string());
+        let at = self.now.checked_add(jiff_secs(i64::from(delay))).unwrap_or(self.now);
+        self.st.scale_down_at = Some(ts(at));
+    }
+
+    fn push_history(&mut self, revision: &str, outcome: &str, finished: bool) {
+        let record = RolloutRecord {
+            revision: revision.to_string(),
+            image: self.image_of(revision),
+            started_at: ts(self.now),
+            finished_at: finished.then(|| ts(self.now)),
+            outcome: outcome.to_string(),
+        };
+        self.st.history.insert(0, record);
+        self.st.history.truncate(HISTORY_KEPT);
+    }
+
+    fn finish_history(&mut self, revision: &str, outcome: &str) {
+        if let Some(r) =
+            self.st.history.iter_mut().find(|r| r.revision == revision && r.finished_at.is_none())
+        {
+            r.finished_at = Some(ts(self.now));
+            r.outcome = outcome.to_string();
+        }
+    }
+
+    /// Keeps the previous blue-green revision up until its scale-down time.
+    fn hold_previous(&mut self) {
+        let Some(prev) = self.st.previous_revision.clone() else { return };
+        let due = self.st.scale_down_at.as_ref().is_none_or(|at| self.now >= at.0);
+        if due || Some(&prev) == self.st.stable_revision.as_ref() {
+            self.st.previous_revision = None;
+            self.st.scale_down_at = None;
+            return;
+        }
+        self.scale.insert(prev.clone(), self.asked(&prev));
+        if let Some(at) = &self.st.scale_down_at {
+            let left =
+                Duration::from_secs(u64::try_from(at.0.as_second() - self.now.as_second()).unwrap_or(0));
+            self.requeue_in(left);
+        }
+    }
+
+    fn steady(&mut self, stable: &str) {
+        self.st.current_revision = Some(stable.to_string());
+        self.st.current_step_index = None;
+        self.st.step = None;
+        self.st.canary_weight = None;
+        self.st.abort = false;
+        self.st.pause_conditions.clear();
+        self.st.last_progress_time = None;
+        self.st.current_ready_replicas = None;
+        self.scale.insert(stable.to_string(), self.total);
+        self.hold_previous();
+        self.active = self.default_active(stable);
+        self.preview = Selector::Revision(stable.to_string());
+
+        let ready = self.ready(stable);
+        if self.observed.post_deploy == JobState::Missing
+            && self.st.history.first().is_some_and(|h| h.revision == stable)
+        {
+            self.create_job = Some(JobKind::PostDeploy);
+        }
+        if let JobState::Failed(msg) = &self.observed.post_deploy
+            && self.old.conditions.iter().all(|c| !c.message.contains("post-deploy"))
+        {
+            self.note(
+                true,
+                "PostDeployFailed",
+                format!("post-deploy job of revision {stable} failed: {msg}"),
+            );
+        }
+
+        // A restart replaces the stable pods one at a time, only while all of them are ready.
+        if !self.observed.pods_to_restart.is_empty() && ready >= self.total && !self.spec.paused {
+            let pod = self.observed.pods_to_restart[0].clone();
+            self.note(
+                false,
+                "Restarting",
+                format!("restarting pod {pod} ({} left)", self.observed.pods_to_restart.len()),
+            );
+            self.delete_pods.push(pod);
+        }
+
+        if self.asked(stable) == self.total && ready >= self.total && self.observed.pods_to_restart.is_empty()
+        {
+            self.phase = AppPhase::Healthy;
+            self.message = format!("revision {stable} serves with {ready}/{} pods ready", self.total);
+        } else if !self.observed.pods_to_restart.is_empty() {
+            self.phase = AppPhase::Progressing;
+            self.message =
+                format!("restarting: {} pods left to replace", self.observed.pods_to_restart.len());
+        } else {
+            self.phase = AppPhase::Progressing;
+            self.message = format!("scaling revision {stable}: {ready}/{} pods ready", self.total);
+        }
+    }
+
+    fn abort(&mut self, reason: String) {
+        if !self.st.abort {
+            self.note(true, "RolloutAborted", reason.clone());
+        }
+        self.st.abort = true;
+        self.message = reason;
+    }
+
+    fn rollout(&mut self, stable: &str, desired: &str) {
+        if self.requests.retry && self.st.abort {
+            self.st.abort = false;
+            self.st.current_step_index = Some(0);
+            self.st.canary_weight = None;
+            self.st.pause_conditions.clear();
+            self.st.last_progress_time = Some(ts(self.now));
+            self.note(false, "RolloutRetried", format!("retrying the rollout of revision {desired}"));
+        }
+        if self.requests.abort && !self.st.abort {
+            self.abort(format!("rollout of revision {desired} aborted on request"));
+        }
+        self.hold_previous();
+        self.active = self.default_active(stable);
+        self.preview = Selector::Revision(desired.to_string());
+
+        if self.st.abort {
+            return self.aborted(stable, desired);
+        }
+        if self.spec.paused {
+            for r in &self.observed.revisions {
+                self.scale.insert(r.hash.clone(), r.replicas);
+            }
+            self.scale.entry(desired.to_string()).or_insert(0);
+            self.set_pause("AppPaused");
+            self.st.last_progress_time = Some(ts(self.now));
+            self.phase = AppPhase::Paused;
+            self.message = format!("rollout of revision {desired} paused on request; resume to continue");
+            return;
+        }
+        self.st.pause_conditions.retain(|p| p.reason != "AppPaused");
+
+        // Progress: more ready pods of the new revision, or a step done, resets the deadline.
+        let ready_now = self.ready(desired);
+        if ready_now > self.st.current_ready_replicas.unwrap_or(0) {
+            self.st.last_progress_time = Some(ts(self.now));
+        }
+        self.st.current_ready_replicas = Some(ready_now);
+
+        if self.spec.auto_rollback.enabled {
+            let restarts = self.revision(desired).map_or(0, |r| r.max_restarts);
+            if restarts >= self.spec.auto_rollback.restart_threshold {
+                self.abort(format!(
+                    "rolled back automatically: pods of revision {desired} are crash-looping ({restarts} restarts); revision {stable} serves"
+                ));
+                return self.aborted(stable, desired);
+            }
+            // Pauses (timed or waiting for a person) do not count against the deadline; finishing
+            // one counts as progress.
+            let pausing = !self.st.pause_conditions.is_empty();
+            if !pausing
+                && let Some(since_progress) = self.st.last_progress_time.as_ref().map(|t| since(self.now, t))
+            {
+                let deadline =
+                    Duration::from_secs(u64::try_from(self.spec.progress_deadline_seconds).unwrap_or(600));
+                if since_progress >= deadline {
+                    self.abort(format!(
+                        "rolled back automatically: no progress within {} (progressDeadlineSeconds); revision {stable} serves",
+                        duration::format(deadline)
+                    ));
+                    return self.aborted(stable, desired);
+                }
+                self.requeue_in(deadline - since_progress);
+            }
+        }
+
+        let fast_rollback = self.st.history.first().is_some_and(|h| h.revision == desired)
+            && self.st.history.iter().skip(1).any(|h| h.revision == desired && h.outcome == "Promoted");
+        if !fast_rollback && !self.pre_deploy_done(stable, desired) {
+            return;
+        }
+
+        if self.blue_green().is_some() {
+            self.blue_green_rollout(stable, desired);
+        } else {
+            self.canary_rollout(stable, desired);
+        }
+    }
+
+    /// Runs the pre-deploy job before the new revision gets pods. Returns true once it succeeded.
+    fn pre_deploy_done(&mut self, stable: &str, desired: &str) -> bool {
+        match self.observed.pre_deploy.clone() {
+            JobState::NotConfigured | JobState::Succeeded => true,
+            JobState::Missing | JobState::Running => {
+                if self.observed.pre_deploy == JobState::Missing {
+                    self.create_job = Some(JobKind::PreDeploy);
+                }
+                self.hold(stable, desired);
+                self.message = format!("running the pre-deploy job for revision {desired}");
+                false
+            }
+            JobState::Failed(msg) => {
+                if stable == desired {
+                    // First deploy: nothing else can serve.
+                    self.scale.insert(desired.to_string(), 0);
+                    self.phase = AppPhase::Degraded;
+                    self.message = format!("pre-deploy job of revision {desired} failed: {msg}");
+                    if !self.old.message.as_deref().unwrap_or_default().contains("pre-deploy job") {
+                        self.note(true, "PreDeployFailed", self.message.clone());
+                    }
+                    return false;
+                }
+                self.abort(format!("pre-deploy job of revision {desired} failed, rollout stopped: {msg}"));
+                self.aborted(stable, desired);
+                false
+            }
+        }
+    }
+
+    /// Keeps the stable at full size and the new revision at zero.
+    fn hold(&mut self, stable: &str, desired: &str) {
+        self.scale.insert(stable.to_string(), self.total.max(self.asked(stable)));
+        self.scale.insert(desired.to_string(), 0);
+        self.phase = AppPhase::Progressing;
+    }
+
+    fn aborted(&mut self, stable: &str, desired: &str) {
+        self.scale.insert(desired.to_string(), 0);
+        self.scale.insert(stable.to_string(), self.total);
+        self.st.canary_weight = Some(0);
+        self.st.pause_conditions.clear();
+        self.active = self.default_active(stable);
+        self.phase = AppPhase::Degraded;
+        if self.message.is_empty() {
+            self.message = format!("rollout of revision {desired} aborted; revision {stable} serves");
+        }
+        if let Some(r) = self.st.history.iter_mut().find(|r| r.revision == desired && r.finished_at.is_none())
+        {
+            r.finished_at = Some(ts(self.now));
+            r.outcome = "Aborted".into();
+        }
+    }
+
+    fn set_pause(&mut self, reason: &str) -> Time {
+        if let Some(p) = self.st.pause_conditions.iter().find(|p| p.reason == reason) {
+            return p.start_time.clone();
+        }
+        let start = ts(self.now);
+        self.st
+            .pause_conditions
+            .push(PauseCondition { reason: reason.to_string(), start_time: start.clone() });
+        start
+    }
+
+    /// The weight in force at step `i` (the last setWeight before it).
+    fn weight_before(&self, i: usize) -> i32 {
+        self.steps()[..i.min(self.steps().len())].iter().rev().find_map(|s| s.set_weight).unwrap_or(0)
+    }
+
+    /// The canary pod override in force at step `i` (the last setCanaryScale before it).
+    fn canary_override(&self, i: usize) -> Option<i32> {
+        let scale = self.steps()[..i.min(self.steps().len())]
+            .iter()
+            .rev()
+            .find_map(|s| s.set_canary_scale.as_ref())?;
+        if scale.match_traffic_weight == Some(true) {
+            return None;
+        }
+        scale.replicas.or_else(|| scale.weight.map(|w| targets_for_weight(self.total, w).0))
+    }
+
+    fn surge(&self) -> (i32, i32) {
+        let canary = self.spec.strategy.as_ref().and_then(|s| s.canary.as_ref());
+        let default_surge = k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("25%".into());
+        let default_unavailable = k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0);
+        surge_and_unavailable(
+            canary.map_or(&default_surge, |c| &c.max_surge),
+            canary.map_or(&default_unavailable, |c| &c.max_unavailable),
+            self.total,
+        )
+    }
+
+    /// Moves the two ReplicaSets one step towards a weight. Returns true when it is reached.
+    fn move_to_weight(&mut self, stable: &str, desired: &str, weight: i32, canary_pods: Option<i32>) -> bool {
+        let (mut ct, st) = targets_for_weight(self.total, weight);
+        if let Some(n) = canary_pods {
+            ct = n;
+        }
+        let (surge, unavailable) = self.surge();
+        let now = Pair {
+            stable: self.asked(stable),
+            stable_ready: self.ready(stable),
+            canary: self.asked(desired),
+            canary_ready: self.ready(desired),
+        };
+        let (c, s) = step_towards(now, ct, st, self.total, surge, unavailable);
+        self.scale.insert(desired.to_string(), c);
+        self.scale.insert(stable.to_string(), s);
+        c == ct
+            && s == st
+            && now.canary == ct
+            && now.stable == st
+            && now.canary_ready >= ct
+            && now.stable_ready >= st.min(now.stable_ready)
+    }
+
+    fn canary_rollout(&mut self, stable: &str, desired: &str) {
+        let steps = self.steps();
+        let len = steps.len();
+        let mut i = (self.st.current_step_index.unwrap_or(0).max(0) as usize).min(len);
+        if self.requests.promote_full {
+            if i < len {
+                self.note(
+                    false,
+                    "PromotedFull",
+                    format!("all remaining steps skipped for revision {desired}"),
+                );
+            }
+            i = len;
+        }
+        let mut promote = self.requests.promote;
+        // Instant steps (a weight already reached, a finished pause) complete in one reconcile.
+        for _ in 0..=len {
+            if i >= len {
+                break;
+            }
+            let step = &steps[i];
+            let done = if promote {
+                promote = false;
+                self.note(false, "StepPromoted", format!("step {}/{len} promoted on request", i + 1));
+                true
+            } else if let Some(w) = step.set_weight {
+                let reached = self.move_to_weight(stable, desired, w, self.canary_override(i));
+                if reached {
+                    self.st.canary_weight = Some(w);
+                }
+                self.message = format!(
+                    "canary at {}%, step {}/{len}: setting weight {w}%",
+                    self.weight_before(i),
+                    i + 1
+                );
+                reached
+            } else if let Some(pause) = &step.pause {
+                let start = self.set_pause("CanaryPauseStep");
+                let w = self.weight_before(i);
+                self.move_to_weight(stable, desired, w, self.canary_override(i));
+                match pause.duration.as_deref().and_then(duration::parse) {
+                    Some(d) => {
+                        let elapsed = since(self.now, &start);
+                        if elapsed >= d {
+                            true
+                        } else {
+                            self.requeue_in(d - elapsed);
+                            self.phase = AppPhase::Paused;
+                            self.message = format!(
+                                "canary at {w}%, step {}/{len}: pause {} ({} left)",
+                                i + 1,
+                                duration::format(d),
+                                duration::format(d - elapsed)
+                            );
+                            false
+                        }
+                    }
+                    None => {
+                        self.phase = AppPhase::Paused;
+                        self.message = format!("canary at {w}%, step {}/{len}: paused until promoted", i + 1);
+                        false
+                    }
+                }
+            } else if step.analysis.is_some() {
+                let w = self.weight_before(i);
+                let reached = self.move_to_weight(stable, desired, w, self.canary_override(i));
+                match self.observed.analysis.clone() {
+                    Verdict::Successful if reached => true,
+                    Verdict::Failed(why) => {
+                        self.abort(format!(
+                            "analysis failed at step {}/{len}: {why}; revision {stable} serves",
+                            i + 1
+                        ));
+                        return self.aborted(stable, desired);
+                    }
+                    Verdict::Inconclusive(why) => {
+                        self.set_pause("InconclusiveAnalysis");
+                        self.phase = AppPhase::Paused;
+                        self.message = format!(
+                            "canary at {w}%, step {}/{len}: analysis inconclusive ({why}); promote or abort",
+                            i + 1
+                        );
+                        false
+                    }
+                    _ => {
+                        self.message = format!("canary at {w}%, step {}/{len}: analysis running", i + 1);
+                        false
+                    }
+                }
+            } else {
+                // setCanaryScale takes effect from the next step on.
+                true
+            };
+            if !done {
+                break;
+            }
+            self.st.pause_conditions.retain(|p| p.reason == "AppPaused");
+            i += 1;
+            self.st.last_progress_time = Some(ts(self.now));
+            if i < len {
+                self.note(
+                    false,
+                    "StepCompleted",
+                    format!("step {i}/{len} done; starting step {}/{len}", i + 1),
+                );
+            }
+        }
+        self.st.current_step_index = Some(i as i32);
+        self.st.step = (len > 0).then(|| format!("{}/{len}", (i + 1).min(len)));
+        if i < len {
+            if self.phase != AppPhase::Paused {
+                self.phase = AppPhase::Progressing;
+            }
+            return;
+        }
+        // All steps done: the new revision takes everything, then becomes stable.
+        let reached = self.move_to_weight(stable, desired, 100, None);
+        self.st.canary_weight = Some(100);
+        if reached {
+            self.promote(stable, desired);
+        } else {
+            self.phase = AppPhase::Progressing;
+            self.message =
+                format!("promoting revision {desired}: {}/{} pods ready", self.ready(desired), self.total);
+        }
+    }
+
+    fn promote(&mut self, old_stable: &str, desired: &str) {
+        self.finish_history(desired, "Promoted");
+        self.st.stable_revision = Some(desired.to_string());
+        self.note(false, "Promoted", format!("revision {desired} ({}) is now stable", self.spec.image));
+        if self.blue_green().is_some() {
+            self.set_scale_down(old_stable);
+        }
+        self.scale.clear();
+        self.steady(desired);
+    }
+
+    fn blue_green_rollout(&mut self, stable: &str, desired: &str) {
+        let Some(bg) = self.blue_green() else { return };
+        let preview_count = bg.preview_replica_count.unwrap_or(self.total).clamp(0, self.total);
+        let mut promoting = self.st.current_step_index.unwrap_or(0) >= 1;
+        self.st.step = None;
+        self.st.canary_weight = Some(0);
+        self.scale.insert(stable.to_string(), self.total.max(self.asked(stable)));
+        let want = if promoting { self.total } else { preview_count };
+        self.scale.insert(desired.to_string(), want);
+        let preview_ready = self.ready(desired) >= want && self.asked(desired) >= want;
+
+        if !promoting {
+            if !preview_ready {
+                self.phase = AppPhase::Progressing;
+                self.message =
+                    format!("preview of revision {desired}: {}/{want} pods ready", self.ready(desired));
+                return;
+            }
+            match self.observed.analysis.clone() {
+                Verdict::Failed(why) if bg.pre_promotion_analysis.is_some() => {
+                    self.abort(format!("pre-promotion analysis failed: {why}; revision {stable} serves"));
+                    return self.aborted(stable, desired);
+                }
+                Verdict::Running if bg.pre_promotion_analysis.is_some() => {
+                    self.message =
+                        format!("preview of revision {desired} ready; pre-promotion analysis running");
+                    return;
+                }
+                _ => {}
+            }
+            let start = self.set_pause("BlueGreenPause");
+            let auto = bg.auto_promotion_seconds.map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
+            let elapsed = since(self.now, &start);
+            if self.requests.promote || self.requests.promote_full || auto.is_some_and(|a| elapsed >= a) {
+                promoting = true;
+                self.st.current_step_index = Some(1);
+                self.st.pause_conditions.retain(|p| p.reason != "BlueGreenPause");
+                self.st.last_progress_time = Some(ts(self.now));
+                self.scale.insert(desired.to_string(), self.total);
+            } else {
+                self.phase = AppPhase::Paused;
+                self.message = match auto {
+                    Some(a) => format!(
+                        "preview of revision {desired} ready; promotes in {}",
+                        duration::format(a.saturating_sub(elapsed))
+                    ),
+                    None => format!("preview of revision {desired} ready; waiting for promotion"),
+                };
+                if let Some(a) = auto {
+                    self.requeue_in(a.saturating_sub(elapsed));
+                }
+                return;
+            }
+        }
+        if promoting {
+            if self.ready(desired) >= self.total && self.asked(desired) >= self.total {
+                self.promote(stable, desired);
+            } else {
+                self.phase = AppPhase::Progressing;
+                self.message = format!(
+                    "promoting revision {desired}: {}/{} pods ready before the switch",
+                    self.ready(desired),
+                    self.total
+                );
+            }
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        let desired = self.observed.desired_revision.clone();
+        // Every revision not given a size is scaled to zero.
+        for r in &self.observed.revisions {
+            self.scale.entry(r.hash.clone()).or_insert(0);
+        }
+        self.scale.entry(desired.clone()).or_insert(0);
+
+        // Old revisions beyond the history limit go (never the stable, desired or previous one).
+        let keep: Vec<String> =
+            [self.st.stable_revision.clone(), Some(desired.clone()), self.st.previous_revision.clone()]
+                .into_iter()
+                .flatten()
+                .collect();
+        let mut old: Vec<&Revision> = self
+            .observed
+            .revisions
+            .iter()
+            .filter(|r| !keep.contains(&r.hash) && r.replicas == 0 && r.ready == 0)
+            .collect();
+        old.sort_by_key(|r| std::cmp::Reverse(r.created));
+        let limit = usize::try_from(self.spec.revision_history_limit.max(0)).unwrap_or(0);
+        let delete_revisions: Vec<String> = old.iter().skip(limit).map(|r| r.hash.clone()).collect();
+        for r in &delete_revisions {
+            self.scale.remove(r);
+        }
+
+        let total_pods: i32 = self.observed.revisions.iter().map(|r| r.replicas).sum();
+        let ready_pods: i32 = self.observed.revisions.iter().map(|r| r.ready).sum();
+        let st = &mut self.st;
+        st.observed_generation = self.generation;
+        st.replicas = Some(total_pods);
+        st.ready_replicas = Some(ready_pods);
+        st.available_replicas = Some(ready_pods);
+        st.updated_replicas =
+            Some(self.observed.revisions.iter().find(|r| r.hash == desired).map_or(0, |r| r.replicas));
+        st.ready = Some(format!("{ready_pods}/{}", self.total));
+        st.selector = Some(self.observed.selector.clone());
+        st.phase = Some(self.phase.clone());
+        st.message = Some(self.message.clone());
+
+        let now = ts(self.now);
+        let g = self.generation;
+        let healthy = self.phase == AppPhase::Healthy;
+        let stable_ready = st
+            .stable_revision
+            .as_ref()
+            .map_or(0, |s| self.observed.revisions.iter().find(|r| &r.hash == s).map_or(0, |r| r.ready));
+        let (_, unavailable) = surge_and_unavailable(
+            &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0),
+            &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0),
+            self.total,
+        );
+        let available =
+            ready_pods >= (self.total - unavailable).max(0) && (stable_ready > 0 || self.total == 0);
+        let c = &mut st.conditions;
+        conditions::set(
+            c,
+            conditions::AVAILABLE,
+            available,
+            if available { "EnoughPodsReady" } else { "NotEnoughPodsReady" },
+            format!("{ready_pods} of {} pods ready", self.total),
+            g,
+            &now,
+        );
+        let progressing = self.phase == AppPhase::Progressing;
+        conditions::set(
+            c,
+            conditions::PROGRESSING,
+            progressing,
+            if progressing { "RolloutProgressing" } else { "RolloutSettled" },
+            self.message.clone(),
+            g,
+            &now,
+        );
+        let paused = self.phase == AppPhase::Paused;
+        conditions::set(
+            c,
+            conditions::PAUSED,
+            paused,
+            if paused { "RolloutPaused" } else { "NotPaused" },
+            if paused { self.message.clone() } else { String::new() },
+            g,
+            &now,
+        );
+        conditions::set(
+            c,
+            conditions::HEALTHY,
+            healthy,
+            if healthy { "AllPodsReady" } else { "NotHealthy" },
+            if healthy { String::new() } else { self.message.clone() },
+            g,
+            &now,
+        );
+        let crash = self.observed.revisions.iter().find(|r| r.hash == desired).map_or(0, |r| r.max_restarts);
+        let failing = crash > 0 && !healthy;
+        conditions::set(
+            c,
+            conditions::REPLICA_FAILURE,
+            failing,
+            if failing { "PodsRestarting" } else { "NoFailures" },
+            if failing {
+                format!("pods of revision {desired} restarted {crash} times")
+            } else {
+                String::new()
+            },
+            g,
+            &now,
+        );
+        let invalid = self.observed.invalid.is_some();
+        conditions::set(
+            c,
+            conditions::INVALID_SPEC,
+            invalid,
+            if invalid { "CannotCarryOut" } else { "Valid" },
+            self.observed.invalid.clone().unwrap_or_default(),
+            g,
+            &now,
+        );
+
+        if self.old.phase != st.phase {
+            let warning = self.phase == AppPhase::Degraded;
+            let message = format!("{:?}: {}", self.phase, self.message);
+            let reason = match self.phase {
+                AppPhase::Healthy => "Healthy",
+                AppPhase::Degraded => "Degraded",
+                AppPhase::Paused => "Paused",
+                AppPhase::Progressing => "Progressing",
+            };
+            self.notes.push(Note { warning, reason, message });
+        }
+
+        Plan {
+            status: self.st,
+            scale: self.scale,
+            active: self.active,
+            preview: self.preview,
+            create_job: self.create_job,
+            delete_revisions,
+            delete_pods: self.delete_pods,
+            notes: self.notes,
+            requeue_after: self.requeue,
+        }
+    }
+}
+
+fn jiff_secs(secs: i64) -> k8s_openapi::jiff::SignedDuration {
+    k8s_openapi::jiff::SignedDuration::from_secs(secs)
+}

@@ -1,0 +1,617 @@
+//! Scenario tests of the engine: a tiny simulated cluster applies each plan (pods of a revision
+//! become ready one reconcile after they are asked for, unless the revision crashes) while an
+//! injected clock moves. Invariants are checked on every reconcile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+use super::*;
+use crate::api::app::{AppPhase, AppSpec, AppStatus};
+
+struct World {
+    spec: AppSpec,
+    status: AppStatus,
+    annotations: BTreeMap<String, String>,
+    revisions: Vec<Revision>,
+    now: Timestamp,
+    /// Revisions whose pods never become ready and restart on every reconcile.
+    crashing: BTreeSet<String>,
+    /// Revisions whose pods never become ready (but do not crash).
+    stuck: BTreeSet<String>,
+    pre_deploy: JobState,
+    post_deploy: JobState,
+    pods_to_restart: Vec<String>,
+    analysis: Verdict,
+    invalid: Option<String>,
+    last: Option<Plan>,
+    jobs_created: Vec<(String, JobKind)>,
+    deleted_pods: Vec<String>,
+    token: u32,
+}
+
+fn spec(yaml: &str) -> AppSpec {
+    serde_yaml_ng::from_str(yaml).expect("test spec parses")
+}
+
+/// The revision id the test world uses for an image.
+fn rev(image: &str) -> String {
+    format!("r-{}", image.rsplit(':').next().unwrap_or(image))
+}
+
+impl World {
+    fn new(yaml: &str) -> Self {
+        Self {
+            spec: spec(yaml),
+            status: AppStatus::default(),
+            annotations: BTreeMap::new(),
+            revisions: vec![],
+            now: Timestamp::from_second(1_800_000_000).expect("valid"),
+            crashing: BTreeSet::new(),
+            stuck: BTreeSet::new(),
+            pre_deploy: JobState::NotConfigured,
+            post_deploy: JobState::NotConfigured,
+            pods_to_restart: vec![],
+            analysis: Verdict::Running,
+            invalid: None,
+            last: None,
+            jobs_created: vec![],
+            deleted_pods: vec![],
+            token: 0,
+        }
+    }
+
+    fn desired(&self) -> String {
+        rev(&self.spec.image)
+    }
+
+    fn total(&self) -> i32 {
+        self.spec.replicas.unwrap_or(1)
+    }
+
+    fn tick(&mut self) -> Plan {
+        let observed = Observed {
+            desired_revision: self.desired(),
+            revisions: self.revisions.clone(),
+            pre_deploy: self.pre_deploy.clone(),
+            post_deploy: self.post_deploy.clone(),
+            pods_to_restart: self.pods_to_restart.clone(),
+            analysis: self.analysis.clone(),
+            invalid: self.invalid.clone(),
+            selector: "platform.authentify.it/app=api".into(),
+        };
+        let plan = decide(Input {
+            spec: &self.spec,
+            generation: Some(1),
+            annotations: &self.annotations,
+            status: &self.status,
+            observed: &observed,
+            now: self.now,
+        });
+        // Apply: sizes, readiness one reconcile later, restarts for crashing revisions.
+        for (hash, n) in &plan.scale {
+            let image = format!("img:{}", hash.trim_start_matches("r-"));
+            match self.revisions.iter_mut().find(|r| &r.hash == hash) {
+                Some(r) => r.replicas = *n,
+                None => self.revisions.push(Revision {
+                    hash: hash.clone(),
+                    image,
+                    replicas: *n,
+                    ready: 0,
+                    max_restarts: 0,
+                    created: self.now,
+                }),
+            }
+        }
+        self.revisions.retain(|r| !plan.delete_revisions.contains(&r.hash));
+        for r in &mut self.revisions {
+            if self.crashing.contains(&r.hash) {
+                r.ready = 0;
+                if r.replicas > 0 {
+                    r.max_restarts += 1;
+                }
+            } else if self.stuck.contains(&r.hash) {
+                r.ready = 0;
+            } else {
+                r.ready = r.replicas;
+            }
+        }
+        if let Some(kind) = plan.create_job {
+            self.jobs_created.push((self.desired(), kind));
+        }
+        self.deleted_pods.extend(plan.delete_pods.iter().cloned());
+        self.status = plan.status.clone();
+        self.last = Some(plan.clone());
+        plan
+    }
+
+    /// Ticks until the phase is one of `phases` (at most 30 reconciles), checking invariants.
+    fn run_until(&mut self, phases: &[AppPhase]) -> Plan {
+        for _ in 0..30 {
+            let before_ready = self.ready_total();
+            let plan = self.tick();
+            self.check_invariants(before_ready);
+            if plan.status.phase.as_ref().is_some_and(|p| phases.contains(p)) {
+                return plan;
+            }
+            self.now += SignedDuration::from_secs(1);
+        }
+        panic!("never reached {phases:?}; last status: {:#?}", self.status);
+    }
+
+    fn ready_total(&self) -> i32 {
+        self.revisions.iter().map(|r| r.ready).sum()
+    }
+
+    /// The App never has fewer ready pods than before a reconcile, once it was fully up (maxUnavailable 0).
+    fn check_invariants(&self, before: i32) {
+        let total = self.total();
+        if before >= total {
+            let stable = self.status.stable_revision.clone().unwrap_or_default();
+            let asked_stable = self.revisions.iter().find(|r| r.hash == stable).map_or(0, |r| r.replicas);
+            let ready_others: i32 =
+                self.revisions.iter().filter(|r| r.hash != stable).map(|r| r.ready.min(r.replicas)).sum();
+            assert!(
+                asked_stable + ready_others >= total.min(before),
+                "availability dropped: stable asked {asked_stable}, other ready {ready_others}, N={total}; {:?}",
+                self.revisions
+            );
+        }
+    }
+
+    fn set_image(&mut self, image: &str) {
+        self.spec.image = image.to_string();
+    }
+
+    fn control(&mut self, key: &str) {
+        self.token += 1;
+        self.annotations.insert(key.to_string(), format!("t{}", self.token));
+    }
+
+    fn advance(&mut self, secs: i64) {
+        self.now += SignedDuration::from_secs(secs);
+    }
+
+    fn replicas(&self, hash: &str) -> i32 {
+        self.revisions.iter().find(|r| r.hash == hash).map_or(0, |r| r.replicas)
+    }
+
+    fn reasons(&self) -> Vec<&'static str> {
+        self.last.as_ref().map_or(vec![], |p| p.notes.iter().map(|n| n.reason).collect())
+    }
+}
+
+const CANARY: &str = r#"
+image: img:1
+replicas: 4
+strategy:
+  canary:
+    steps:
+      - setWeight: 25
+      - pause: {duration: 1m}
+      - setWeight: 50
+      - pause: {}
+"#;
+
+fn deployed(yaml: &str) -> World {
+    let mut w = World::new(yaml);
+    let plan = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(plan.status.stable_revision.as_deref(), Some("r-1"));
+    w
+}
+
+#[test]
+fn first_deploy_goes_straight_to_healthy_without_steps() {
+    let mut w = World::new(CANARY);
+    let first = w.tick();
+    assert_eq!(first.status.stable_revision.as_deref(), Some("r-1"), "first revision is stable at once");
+    assert_eq!(first.scale.get("r-1"), Some(&4));
+    assert_eq!(first.status.current_step_index, None);
+    assert!(first.notes.iter().any(|n| n.reason == "Deployed"));
+    let healthy = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(healthy.status.ready.as_deref(), Some("4/4"));
+    assert_eq!(healthy.active, Selector::AllRevisions);
+    assert_eq!(healthy.status.strategy.as_deref(), Some("Canary"));
+    assert_eq!(healthy.requeue_after, None, "a healthy App needs no timer");
+}
+
+#[test]
+fn canary_good_release_walks_steps_pauses_and_promotes() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    let paused = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(paused.status.current_step_index, Some(1));
+    assert_eq!(paused.status.canary_weight, Some(25));
+    assert_eq!(paused.status.step.as_deref(), Some("2/4"));
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (1, 3), "25% of 4 pods");
+    let msg = paused.status.message.clone().unwrap_or_default();
+    assert!(msg.starts_with("canary at 25%, step 2/4: pause 1m ("), "{msg}");
+    let requeue = paused.requeue_after.expect("a timed pause requeues when it ends");
+    assert!(requeue <= Duration::from_secs(60) && requeue > Duration::from_secs(55), "{requeue:?}");
+
+    // Nothing changes before the pause ends.
+    w.advance(30);
+    let still = w.tick();
+    assert_eq!(still.status.current_step_index, Some(1));
+    assert!(still.status.message.unwrap_or_default().contains("30s left"));
+
+    w.advance(31);
+    let waiting = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(waiting.status.current_step_index, Some(3));
+    assert_eq!(waiting.status.canary_weight, Some(50));
+    assert!(waiting.status.message.unwrap_or_default().contains("paused until promoted"));
+    assert_eq!(
+        waiting.requeue_after.filter(|d| *d < Duration::from_secs(500)),
+        None,
+        "an indefinite pause sets no short timer"
+    );
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (2, 2));
+
+    w.control(PROMOTE);
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (4, 0));
+    assert_eq!(done.status.history[0].outcome, "Promoted");
+    assert_eq!(done.status.history[0].revision, "r-2");
+    assert_eq!(done.status.canary_weight, None);
+    assert!(w.reasons().contains(&"Promoted") || done.status.phase == Some(AppPhase::Healthy));
+}
+
+#[test]
+fn a_control_token_acts_once() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.control(PROMOTE); // promotes the 1m pause
+    w.run_until(&[AppPhase::Paused]);
+    assert_eq!(w.status.current_step_index, Some(3), "now at the manual pause");
+    // The same token seen again does nothing.
+    for _ in 0..3 {
+        w.tick();
+    }
+    assert_eq!(w.status.current_step_index, Some(3));
+    assert_eq!(w.status.phase, Some(AppPhase::Paused));
+}
+
+#[test]
+fn promote_full_skips_remaining_steps() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.control(PROMOTE_FULL);
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!(w.replicas("r-1"), 0);
+}
+
+#[test]
+fn abort_restores_stable_and_retry_starts_over() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.control(ABORT);
+    let aborted = w.run_until(&[AppPhase::Degraded]);
+    assert!(aborted.status.abort);
+    assert_eq!(aborted.scale.get("r-2"), Some(&0));
+    assert_eq!(aborted.scale.get("r-1"), Some(&4));
+    assert_eq!(aborted.status.canary_weight, Some(0));
+    assert!(aborted.status.message.unwrap_or_default().contains("aborted on request"));
+    assert!(w.reasons().contains(&"RolloutAborted"));
+    assert_eq!(aborted.status.history[0].outcome, "Aborted");
+    // It stays aborted.
+    w.advance(3600);
+    assert_eq!(w.tick().status.phase, Some(AppPhase::Degraded));
+
+    w.control(RETRY);
+    let again = w.run_until(&[AppPhase::Paused]);
+    assert!(!again.status.abort);
+    assert_eq!(again.status.current_step_index, Some(1));
+    assert_eq!(w.replicas("r-2"), 1);
+}
+
+#[test]
+fn crash_looping_release_rolls_back_by_itself() {
+    let mut w = deployed(CANARY);
+    w.crashing.insert("r-2".into());
+    w.set_image("img:2");
+    let degraded = w.run_until(&[AppPhase::Degraded]);
+    let msg = degraded.status.message.unwrap_or_default();
+    assert!(msg.contains("crash-looping"), "{msg}");
+    assert!(msg.contains("revision r-1 serves"), "{msg}");
+    assert_eq!(degraded.scale.get("r-2"), Some(&0));
+    assert_eq!(w.replicas("r-1"), 4, "the stable never shrank");
+    assert!(degraded.status.conditions.iter().any(|c| c.type_ == "ReplicaFailure" && c.status == "True"));
+}
+
+#[test]
+fn no_progress_within_the_deadline_rolls_back() {
+    let mut w = deployed(&CANARY.replace("replicas: 4", "replicas: 4\nprogressDeadlineSeconds: 120"));
+    w.stuck.insert("r-2".into());
+    w.set_image("img:2");
+    let plan = w.tick();
+    assert_eq!(plan.status.phase, Some(AppPhase::Progressing));
+    let requeue = plan.requeue_after.expect("the deadline sets a timer");
+    assert!(requeue <= Duration::from_secs(120));
+    w.advance(119);
+    assert_eq!(w.tick().status.phase, Some(AppPhase::Progressing));
+    w.advance(2);
+    let degraded = w.tick();
+    assert_eq!(degraded.status.phase, Some(AppPhase::Degraded));
+    assert!(degraded.status.message.unwrap_or_default().contains("no progress within 2m"));
+    assert_eq!(w.replicas("r-1"), 4);
+}
+
+#[test]
+fn automatic_rollback_can_be_turned_off() {
+    let mut w = deployed(&CANARY.replace("replicas: 4", "replicas: 4\nautoRollback: {enabled: false}"));
+    w.crashing.insert("r-2".into());
+    w.set_image("img:2");
+    for _ in 0..10 {
+        w.tick();
+        w.advance(1);
+    }
+    assert_ne!(w.status.phase, Some(AppPhase::Degraded));
+}
+
+#[test]
+fn indefinite_pause_does_not_hit_the_progress_deadline() {
+    let mut w = deployed(&CANARY.replace("replicas: 4", "replicas: 4\nprogressDeadlineSeconds: 60"));
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.advance(61);
+    w.run_until(&[AppPhase::Paused]);
+    assert_eq!(w.status.current_step_index, Some(3));
+    w.advance(3600);
+    assert_eq!(w.tick().status.phase, Some(AppPhase::Paused), "a person is waited for without a deadline");
+}
+
+#[test]
+fn rolling_update_without_steps() {
+    let mut w = deployed("image: img:1\nreplicas: 3\n");
+    w.set_image("img:2");
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!(done.status.strategy.as_deref(), Some("Rolling"));
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (3, 0));
+}
+
+#[test]
+fn pre_deploy_job_runs_first_and_its_failure_stops_the_rollout() {
+    let mut w = deployed(CANARY);
+    w.pre_deploy = JobState::Missing;
+    w.set_image("img:2");
+    let plan = w.tick();
+    assert_eq!(plan.create_job, Some(JobKind::PreDeploy));
+    assert_eq!(plan.scale.get("r-2"), Some(&0), "no pods of the new revision before the job");
+    assert!(plan.status.message.unwrap_or_default().contains("pre-deploy"));
+    w.pre_deploy = JobState::Running;
+    assert_eq!(w.tick().create_job, None);
+    w.pre_deploy = JobState::Failed("exit 1: migration 0042 failed: relation \"users\" exists".into());
+    let failed = w.tick();
+    assert_eq!(failed.status.phase, Some(AppPhase::Degraded));
+    let msg = failed.status.message.unwrap_or_default();
+    assert!(msg.contains("pre-deploy job of revision r-2 failed"), "{msg}");
+    assert!(msg.contains("migration 0042 failed"), "{msg}");
+    assert_eq!(w.replicas("r-1"), 4);
+}
+
+#[test]
+fn pre_deploy_success_lets_the_canary_start() {
+    let mut w = deployed(CANARY);
+    w.pre_deploy = JobState::Succeeded;
+    w.set_image("img:2");
+    let paused = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(paused.status.canary_weight, Some(25));
+}
+
+#[test]
+fn post_deploy_job_runs_after_promotion() {
+    let mut w = deployed("image: img:1\nreplicas: 2\n");
+    w.post_deploy = JobState::Missing;
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Healthy]);
+    assert!(w.jobs_created.contains(&("r-2".to_string(), JobKind::PostDeploy)), "{:?}", w.jobs_created);
+}
+
+#[test]
+fn app_pause_freezes_the_rollout() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.tick();
+    let before: Vec<(String, i32)> = w.revisions.iter().map(|r| (r.hash.clone(), r.replicas)).collect();
+    w.spec.paused = true;
+    let plan = w.tick();
+    assert_eq!(plan.status.phase, Some(AppPhase::Paused));
+    assert!(plan.status.message.unwrap_or_default().contains("paused on request"));
+    for (hash, n) in before {
+        assert_eq!(plan.scale.get(&hash), Some(&n), "{hash} changed while paused");
+    }
+    w.spec.paused = false;
+    w.run_until(&[AppPhase::Paused]);
+    assert_eq!(w.status.current_step_index, Some(1));
+}
+
+const BLUE_GREEN: &str = r#"
+image: img:1
+replicas: 3
+route: {host: api.example.com}
+strategy:
+  blueGreen:
+    scaleDownDelaySeconds: 30
+"#;
+
+#[test]
+fn blue_green_switches_only_when_preview_is_ready_and_promoted() {
+    let mut w = deployed(BLUE_GREEN);
+    w.set_image("img:2");
+    let plan = w.tick();
+    assert_eq!(plan.active, Selector::Revision("r-1".into()), "active stays on the old revision");
+    assert_eq!(plan.preview, Selector::Revision("r-2".into()));
+    assert_eq!(plan.scale.get("r-2"), Some(&3));
+    let waiting = w.run_until(&[AppPhase::Paused]);
+    assert!(waiting.status.message.unwrap_or_default().contains("waiting for promotion"));
+    assert_eq!(waiting.active, Selector::Revision("r-1".into()));
+
+    w.control(PROMOTE);
+    let switched = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(switched.active, Selector::Revision("r-2".into()));
+    assert_eq!(switched.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!(switched.status.previous_revision.as_deref(), Some("r-1"));
+    assert_eq!(w.replicas("r-1"), 3, "old revision stays up during the scale-down delay");
+    let requeue = switched.requeue_after.expect("scale-down timer");
+    assert!(requeue <= Duration::from_secs(30));
+
+    // Rollback inside the window: instant, no new pods.
+    w.advance(10);
+    w.set_image("img:1");
+    let back = w.tick();
+    assert_eq!(back.active, Selector::Revision("r-1".into()));
+    assert_eq!(back.status.stable_revision.as_deref(), Some("r-1"));
+    assert_eq!(back.status.phase, Some(AppPhase::Healthy));
+    assert!(back.notes.iter().any(|n| n.reason == "RolledBack"));
+    assert_eq!(w.replicas("r-2"), 3, "the revision switched away from stays up for its own delay");
+    w.advance(31);
+    w.tick();
+    assert_eq!(w.replicas("r-2"), 0, "scaled down after the delay");
+}
+
+#[test]
+fn blue_green_auto_promotion_and_preview_count() {
+    let yaml = BLUE_GREEN.replace(
+        "scaleDownDelaySeconds: 30",
+        "scaleDownDelaySeconds: 0\n    autoPromotionSeconds: 60\n    previewReplicaCount: 1",
+    );
+    let mut w = deployed(&yaml);
+    w.set_image("img:2");
+    let paused = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(w.replicas("r-2"), 1, "preview runs previewReplicaCount pods");
+    assert!(paused.status.message.unwrap_or_default().contains("promotes in 1m"));
+    assert!(paused.requeue_after.is_some_and(|d| d <= Duration::from_secs(60)));
+    w.advance(61);
+    let plan = w.tick();
+    assert_eq!(plan.scale.get("r-2"), Some(&3), "scaled to full size before the switch");
+    assert_eq!(plan.active, Selector::Revision("r-1".into()), "no switch before all 3 are ready");
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.active, Selector::Revision("r-2".into()));
+}
+
+#[test]
+fn undo_to_an_older_revision_skips_steps() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.control(PROMOTE_FULL);
+    w.run_until(&[AppPhase::Healthy]);
+    w.set_image("img:1");
+    let first = w.tick();
+    assert!(first.notes.iter().any(|n| n.reason == "RollbackStarted"), "{:?}", first.notes);
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-1"));
+    assert!(w.reasons().iter().all(|r| *r != "StepCompleted"));
+}
+
+#[test]
+fn restart_replaces_stable_pods_one_at_a_time() {
+    let mut w = deployed("image: img:1\nreplicas: 2\n");
+    w.pods_to_restart = vec!["api-r-1-a".into(), "api-r-1-b".into()];
+    let plan = w.tick();
+    assert_eq!(plan.delete_pods, vec!["api-r-1-a".to_string()]);
+    assert_eq!(plan.status.phase, Some(AppPhase::Progressing));
+    w.pods_to_restart = vec![];
+    assert_eq!(w.tick().status.phase, Some(AppPhase::Healthy));
+}
+
+#[test]
+fn old_revisions_beyond_the_history_limit_are_deleted() {
+    let mut w = deployed("image: img:1\nreplicas: 1\nrevisionHistoryLimit: 2\n");
+    for i in 2..=6 {
+        w.set_image(&format!("img:{i}"));
+        w.advance(10);
+        w.run_until(&[AppPhase::Healthy]);
+    }
+    w.tick();
+    let hashes: Vec<&str> = w.revisions.iter().map(|r| r.hash.as_str()).collect();
+    assert_eq!(hashes.len(), 3, "stable + 2 kept: {hashes:?}");
+    assert!(hashes.contains(&"r-6") && hashes.contains(&"r-5") && hashes.contains(&"r-4"), "{hashes:?}");
+}
+
+#[test]
+fn autoscaled_count_is_kept_within_bounds() {
+    let mut w = World::new(
+        "image: img:1\nreplicas: 1\nautoscaling: {minReplicas: 3, maxReplicas: 6, cpuPercent: 70}\n",
+    );
+    let plan = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(plan.scale.get("r-1"), Some(&3));
+    assert_eq!(plan.status.ready.as_deref(), Some("3/3"));
+}
+
+#[test]
+fn canary_shares_an_autoscaled_count() {
+    let mut w = World::new(
+        &format!("{CANARY}autoscaling: {{minReplicas: 2, maxReplicas: 10, cpuPercent: 70}}\n")
+            .replace("replicas: 4", "replicas: 8"),
+    );
+    w.run_until(&[AppPhase::Healthy]);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (2, 6), "25% of the HPA's 8");
+    w.spec.replicas = Some(4); // the HPA scales in during the pause
+    w.tick();
+    w.tick();
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (1, 3), "both keep their share");
+}
+
+#[test]
+fn an_unusable_spec_changes_nothing_and_says_why() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.invalid = Some("Secret cache-redis of Redis cache does not exist yet".into());
+    let plan = w.tick();
+    assert_eq!(plan.status.phase, Some(AppPhase::Degraded));
+    assert_eq!(plan.scale.get("r-1"), Some(&4));
+    assert_eq!(plan.scale.get("r-2"), Some(&0));
+    assert!(plan.status.conditions.iter().any(|c| c.type_ == "InvalidSpec" && c.status == "True"));
+    w.invalid = None;
+    assert_eq!(w.run_until(&[AppPhase::Paused]).status.current_step_index, Some(1));
+}
+
+#[test]
+fn analysis_step_verdicts() {
+    let yaml = "image: img:1\nreplicas: 2\nstrategy:\n  canary:\n    steps:\n      - setWeight: 50\n      - analysis: {templates: [error-rate]}\n";
+    let mut w = deployed(yaml);
+    w.set_image("img:2");
+    w.analysis = Verdict::Running;
+    for _ in 0..5 {
+        w.tick();
+    }
+    assert_eq!(w.status.current_step_index, Some(1));
+    w.analysis = Verdict::Inconclusive("error rate 2% between thresholds".into());
+    assert_eq!(w.tick().status.phase, Some(AppPhase::Paused));
+    w.analysis = Verdict::Failed("error rate 9% > 5%".into());
+    let failed = w.tick();
+    assert_eq!(failed.status.phase, Some(AppPhase::Degraded));
+    assert!(failed.status.message.unwrap_or_default().contains("analysis failed at step 2/2"));
+}
+
+#[test]
+fn status_is_identical_when_nothing_changes() {
+    let mut w = deployed(CANARY);
+    let a = w.tick();
+    w.advance(120);
+    let b = w.tick();
+    assert_eq!(a.status, b.status, "a steady App must not churn its status (no idle writes)");
+    assert!(b.notes.is_empty());
+}
+
+#[test]
+fn a_new_image_mid_rollout_supersedes_the_running_one() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.set_image("img:3");
+    let plan = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(plan.scale.get("r-2"), Some(&0));
+    assert_eq!(w.status.history[1].outcome, "Superseded");
+    assert_eq!(w.status.current_revision.as_deref(), Some("r-3"));
+}
