@@ -7,5 +7,6 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod controllers;
 pub mod providers;
 pub mod rollout;

@@ -1,0 +1,211 @@
+//! Controllers, one module per kind: observe -> decide (pure) -> apply (server-side apply with one
+//! field manager) -> status. This module holds what they share: the context (client, caches,
+//! metrics, events), errors with a bounded category, and the wiring that runs them.
+
+pub mod app;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::PatchParams;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::api::App;
+use app::build::{APP_LABEL, MANAGED_BY, MANAGER};
+
+/// The one field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = MANAGER;
+
+/// Server-side apply parameters: our field manager, forcing ownership of the fields we set.
+pub fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+/// Reconcile failures. [`Error::category`] is bounded, for metrics labels and event reasons.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// An object could not be (de)serialized.
+    #[error("could not serialize an object: {0}")]
+    Serialization(#[from] serde_json::Error),
+    /// The resource cannot be handled as written.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// A small fixed set of values, safe as a metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(s)) if s.code == 422 => "invalid_object",
+            Error::Kube(kube::Error::Api(s)) if s.code == 403 => "forbidden",
+            Error::Kube(_) => "kube_api",
+            Error::Serialization(_) => "serialization",
+            Error::Invalid(_) => "invalid_spec",
+        }
+    }
+}
+
+/// Caches of the objects the operator owns, filled by its watches.
+#[derive(Clone)]
+pub struct Stores {
+    /// ReplicaSets managed by the operator.
+    pub replica_sets: Store<ReplicaSet>,
+    /// Pods of those ReplicaSets and Jobs.
+    pub pods: Store<Pod>,
+    /// Pre- and post-deploy Jobs.
+    pub jobs: Store<Job>,
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Caches.
+    pub stores: Stores,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: metrics::Metrics,
+    /// The clock (injected so tests can move time).
+    pub clock: fn() -> Timestamp,
+}
+
+/// True when every field of `want` is present in `live` with the same value (objects compared
+/// key by key, arrays element by element). Server defaults in `live` are ignored.
+pub fn json_contains(live: &serde_json::Value, want: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, want) {
+        (Value::Object(l), Value::Object(w)) => w.iter().all(|(k, wv)| {
+            if wv.is_null() {
+                return true;
+            }
+            l.get(k).is_some_and(|lv| json_contains(lv, wv))
+        }),
+        (Value::Array(l), Value::Array(w)) => {
+            l.len() == w.len() && l.iter().zip(w).all(|(a, b)| json_contains(a, b))
+        }
+        (l, w) => l == w,
+    }
+}
+
+fn managed() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{MANAGED_BY}={MANAGER}"))
+}
+
+/// Maps a child object to the App named by its label.
+fn to_app<K: Resource>(obj: &K) -> Option<ObjectRef<App>> {
+    let name = obj.meta().labels.as_ref()?.get(APP_LABEL)?;
+    Some(ObjectRef::new(name).within(obj.meta().namespace.as_deref()?))
+}
+
+/// Runs the App controller until the stream ends (on shutdown).
+pub async fn run_app_controller(
+    client: Client,
+    metrics: metrics::Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (rs_store, rs_writer) = reflector::store::<ReplicaSet>();
+    let (pod_store, pod_writer) = reflector::store::<Pod>();
+    let (job_store, job_writer) = reflector::store::<Job>();
+    let rs_stream = reflector::reflector(
+        rs_writer,
+        watcher(Api::<ReplicaSet>::all(client.clone()), managed())
+            .modify(|o: &mut ReplicaSet| o.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let pod_stream = reflector::reflector(
+        pod_writer,
+        watcher(Api::<Pod>::all(client.clone()), managed()).modify(|o: &mut Pod| {
+            o.managed_fields_mut().clear();
+            if let Some(spec) = o.spec.as_mut() {
+                // Only labels, status and timestamps are read; drop the bulk.
+                spec.containers.iter_mut().for_each(|c| {
+                    c.env = None;
+                    c.env_from = None;
+                });
+            }
+        }),
+    )
+    .default_backoff()
+    .touched_objects();
+    let job_stream = reflector::reflector(
+        job_writer,
+        watcher(Api::<Job>::all(client.clone()), managed())
+            .modify(|o: &mut Job| o.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        stores: Stores { replica_sets: rs_store, pods: pod_store, jobs: job_store },
+        recorder,
+        metrics,
+        clock: app::system_clock,
+    });
+    let apps = Api::<App>::all(client.clone());
+    Controller::new(apps, watcher::Config::default().any_semantic())
+        .owns_stream(rs_stream)
+        .owns_stream(job_stream)
+        .watches_stream(pod_stream, |pod: Pod| to_app(&pod))
+        .graceful_shutdown_on(shutdown)
+        .run(app::reconcile, app::error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(
+                kube::runtime::controller::Error::ObjectNotFound(_)
+                | kube::runtime::controller::Error::ReconcilerFailed(..),
+            ) = &result
+            {
+                // Logged by the error policy, or a deleted object: nothing to add.
+            } else if let Err(e) = result {
+                warn!(error = %e, "App controller error");
+            }
+        })
+        .await;
+    info!("App controller stopped");
+}
+
+/// Default pause between retries of a failed reconcile.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_contains_ignores_server_defaults() {
+        let live = json!({"spec": {"selector": {"a": "1"}, "ports": [{"port": 80, "protocol": "TCP", "targetPort": "http"}], "clusterIP": "10.0.0.5"}});
+        assert!(json_contains(
+            &live,
+            &json!({"spec": {"selector": {"a": "1"}, "ports": [{"port": 80, "targetPort": "http"}]}})
+        ));
+        assert!(!json_contains(&live, &json!({"spec": {"selector": {"a": "2"}}})));
+        assert!(!json_contains(&live, &json!({"spec": {"ports": [{"port": 80}, {"port": 81}]}})));
+        assert!(json_contains(&live, &json!({"status": null})));
+        assert!(!json_contains(&live, &json!({"metadata": {"labels": {"x": "y"}}})));
+    }
+
+    #[test]
+    fn error_categories_are_bounded() {
+        let e = Error::Invalid("anything at all".into());
+        assert_eq!(e.category(), "invalid_spec");
+    }
+}
