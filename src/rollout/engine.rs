@@ -381,6 +381,7 @@ impl<'a> Decider<'a> {
             self.st.canary_weight = None;
             self.st.pause_conditions.clear();
             self.st.last_progress_time = Some(ts(self.now));
+            self.push_history(desired, "Running", false);
             self.note(false, "RolloutRetried", format!("retrying the rollout of revision {desired}"));
         }
         if self.requests.abort && !self.st.abort {
@@ -498,7 +499,11 @@ impl<'a> Decider<'a> {
         self.active = self.default_active(stable);
         self.phase = AppPhase::Degraded;
         if self.message.is_empty() {
-            self.message = format!("rollout of revision {desired} aborted; revision {stable} serves");
+            // The reason given when it was aborted stays the message until a retry or a new revision.
+            self.message = match (&self.old.message, self.old.abort) {
+                (Some(reason), true) => reason.clone(),
+                _ => format!("rollout of revision {desired} aborted; revision {stable} serves"),
+            };
         }
         if let Some(r) = self.st.history.iter_mut().find(|r| r.revision == desired && r.finished_at.is_none())
         {
@@ -871,7 +876,10 @@ impl<'a> Decider<'a> {
             &now,
         );
         let crash = self.observed.revisions.iter().find(|r| r.hash == desired).map_or(0, |r| r.max_restarts);
-        let failing = crash > 0 && !healthy;
+        // After an automatic rollback the failing pods are gone; the condition stays until a retry
+        // or a new revision.
+        let was_failing = st.abort && conditions::is_true(&self.old.conditions, conditions::REPLICA_FAILURE);
+        let failing = (crash > 0 && !healthy) || was_failing;
         conditions::set(
             c,
             conditions::REPLICA_FAILURE,

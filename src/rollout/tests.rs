@@ -299,15 +299,25 @@ fn abort_restores_stable_and_retry_starts_over() {
     assert!(aborted.status.message.unwrap_or_default().contains("aborted on request"));
     assert!(w.reasons().contains(&"RolloutAborted"));
     assert_eq!(aborted.status.history[0].outcome, "Aborted");
-    // It stays aborted.
+    // It stays aborted, and keeps saying why.
     w.advance(3600);
-    assert_eq!(w.tick().status.phase, Some(AppPhase::Degraded));
+    let later = w.tick();
+    assert_eq!(later.status.phase, Some(AppPhase::Degraded));
+    assert!(later.status.message.unwrap_or_default().contains("aborted on request"));
 
     w.control(RETRY);
     let again = w.run_until(&[AppPhase::Paused]);
     assert!(!again.status.abort);
     assert_eq!(again.status.current_step_index, Some(1));
     assert_eq!(w.replicas("r-2"), 1);
+    w.control(PROMOTE_FULL);
+    let done = w.run_until(&[AppPhase::Healthy]);
+    let outcomes: Vec<&str> = done.status.history.iter().map(|h| h.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        vec!["Promoted", "Aborted", "Promoted"],
+        "the retry is its own attempt in the history"
+    );
 }
 
 #[test]
@@ -319,6 +329,18 @@ fn crash_looping_release_rolls_back_by_itself() {
     let msg = degraded.status.message.unwrap_or_default();
     assert!(msg.contains("crash-looping"), "{msg}");
     assert!(msg.contains("revision r-1 serves"), "{msg}");
+    let again = w.tick();
+    assert!(
+        again.status.message.unwrap_or_default().contains("crash-looping"),
+        "the reason survives later reconciles"
+    );
+    w.crashing.clear();
+    w.revisions.iter_mut().for_each(|r| r.max_restarts = 0); // the crashed pods are gone
+    let later = w.tick();
+    assert!(
+        later.status.conditions.iter().any(|c| c.type_ == "ReplicaFailure" && c.status == "True"),
+        "still failed"
+    );
     assert_eq!(degraded.scale.get("r-2"), Some(&0));
     assert_eq!(w.replicas("r-1"), 4, "the stable never shrank");
     assert!(degraded.status.conditions.iter().any(|c| c.type_ == "ReplicaFailure" && c.status == "True"));

@@ -4,7 +4,9 @@
 use anyhow::{bail, ensure};
 use authentify::api::{App, AtlasConnection, EdgeCache, Redis};
 use kube::Api;
-use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
+use std::time::Duration;
+
+use kube::api::{ApiResource, DynamicObject, PostParams};
 
 use crate::support::TestCtx;
 
@@ -185,14 +187,20 @@ pub async fn scale_subresource_sets_replicas(ctx: TestCtx) -> anyhow::Result<()>
     ctx.kubectl_ok(&["scale", "apps.platform.authentify.it/api", "--replicas", "7"])?;
     let app = ctx.api::<App>().get("api").await?;
     ensure!(app.spec.replicas == Some(7), "scale did not set spec.replicas: {:?}", app.spec.replicas);
-    // A status write through the status subresource does not touch the spec.
-    let status = serde_json::json!({"status": {"phase": "Healthy", "ready": "7/7", "selector": "app=api"}});
-    ctx.api::<App>().patch_status("api", &PatchParams::default(), &Patch::Merge(&status)).await?;
+    // The operator publishes the pods' selector in status; the /scale subresource serves it (the HPA needs it).
+    ctx.wait_for::<App>("api", "given a selector", Duration::from_secs(60), |a| {
+        a.status.as_ref().and_then(|s| s.selector.clone()).is_some()
+    })
+    .await?;
     let scale = ctx.kubectl_ok(&[
         "get",
         "--raw",
         &format!("/apis/platform.authentify.it/v1alpha1/namespaces/{}/apps/api/scale", ctx.namespace),
     ])?;
-    ensure!(scale.contains("\"selector\":\"app=api\""), "scale subresource lacks the selector: {scale}");
+    ensure!(
+        scale.contains("\"selector\":\"platform.authentify.it/app=api\""),
+        "scale subresource lacks the selector: {scale}"
+    );
+    ensure!(scale.contains("\"replicas\":7"), "{scale}");
     Ok(())
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod crds;
 mod nodes;
+mod rollout;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
@@ -15,5 +16,12 @@ fn main() -> std::process::ExitCode {
         crds::scale_subresource_sets_replicas,
         nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
         nodes::rbac_refuses_what_it_does_not_grant,
+        rollout::canary_good_release_steps_pauses_and_promotes,
+        rollout::canary_bad_release_rolls_back_by_itself,
+        rollout::blue_green_manual_promote_then_instant_rollback,
+        rollout::failing_pre_deploy_job_stops_the_rollout,
+        rollout::operator_restart_resumes_during_step_and_pause,
+        rollout::autoscaled_app_through_a_canary,
+        rollout::abort_and_retry_by_annotation,
     ])
 }

@@ -2,6 +2,7 @@
 //! CRDs installed once, a namespace per test, and waits with deadlines that explain themselves on
 //! timeout (the object, its events and its children).
 
+pub mod operator;
 pub mod platform;
 
 use std::fmt::Debug;
@@ -295,6 +296,10 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
         }
     };
     let handle = runtime.handle().clone();
+    {
+        let _guard = runtime.enter();
+        operator::start(client.clone());
+    }
     let trials = tests
         .into_iter()
         .map(|(name, test)| {
@@ -312,6 +317,7 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
+    runtime.block_on(operator::stop());
     platform.stop();
     conclusion.exit_code()
 }
