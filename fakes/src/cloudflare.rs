@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Value, json};
 
-use crate::openapi::{Erratum, Spec, Violation, percent_decode};
+use crate::openapi::{Erratum, Spec, Violation, query_pairs};
 use crate::server::{self, Core, Fault, Handler, Incoming, Outgoing, Server};
 
 /// The vendor's schema, as shipped beside the project.
@@ -279,6 +279,15 @@ fn success(result: Value) -> Outgoing {
     )
 }
 
+/// A successful list: the envelope with `result_info`.
+fn listing(result: Vec<Value>, result_info: Value) -> Outgoing {
+    Outgoing::json(
+        200,
+        "application/json",
+        &json!({"success": true, "errors": [], "messages": [], "result": result, "result_info": result_info}),
+    )
+}
+
 /// Stores a ruleset write: rules keep known ids (else get new ones), `ref` defaults to the id,
 /// versions move for changed rules and for the ruleset.
 fn write_ruleset(previous: Option<&Value>, phase: &str, rules: &[Value]) -> Value {
@@ -390,14 +399,7 @@ impl Inner {
 
     fn dispatch(&self, op: &str, params: &BTreeMap<String, String>, req: &Incoming) -> Outgoing {
         let body: Value = serde_json::from_slice(&req.body).unwrap_or(Value::Null);
-        let query: HashMap<String, String> = req
-            .query
-            .as_deref()
-            .unwrap_or("")
-            .split('&')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " "))))
-            .collect();
+        let query: HashMap<String, String> = query_pairs(req.query.as_deref()).into_iter().collect();
         let mut state = self.state();
         if op == "zones-get" {
             let zones: Vec<Value> = state
@@ -406,13 +408,8 @@ impl Inner {
                 .map(|z| z.zone.clone())
                 .filter(|z| query.get("name").is_none_or(|n| z["name"] == n.as_str()))
                 .collect();
-            let mut out = success(Value::Array(zones.clone()));
             let info = json!({"page": 1, "per_page": 20, "count": zones.len(), "total_count": zones.len()});
-            if let Ok(mut v) = serde_json::from_slice::<Value>(&out.body) {
-                v["result_info"] = info;
-                out.body = serde_json::to_vec(&v).unwrap_or_default();
-            }
-            return out;
+            return listing(zones, info);
         }
         let zone_id = params.get("zone_id").cloned().unwrap_or_default();
         let Some(zone) = state.zones.get_mut(&zone_id) else {

@@ -319,16 +319,7 @@ impl Spec {
                 }
             }
         }
-        let query: Vec<(String, String)> = req
-            .query
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.is_empty())
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
-            })
-            .collect();
+        let query = query_pairs(req.query);
         for (k, v) in &query {
             match param(k, "query") {
                 Some(p) => self.check_param(p, v, &format!("query parameter {k}"), &mut messages),
@@ -1005,6 +996,19 @@ fn is_hostname(s: &str) -> bool {
 /// The media type of a `Content-Type` or `Accept` item, lower-cased, without parameters.
 pub fn media_type(value: &str) -> String {
     value.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+/// The decoded `name=value` pairs of a query string (`+` is a space).
+pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+        })
+        .collect()
 }
 
 /// Decodes `%XX` escapes (invalid ones are kept as they are).

@@ -330,6 +330,23 @@ impl ProviderError {
         }
     }
 
+    /// An error without an HTTP answer, with an explanation.
+    pub(crate) fn detailed(
+        service: Service,
+        operation: impl Into<String>,
+        kind: ErrorKind,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self { detail: Some(detail.into()), ..Self::new(service, operation, kind) }
+    }
+
+    /// Adds the status and attempt count of the answer the error is about.
+    pub(crate) fn about(mut self, resp: &RawResponse) -> Self {
+        self.status = Some(resp.status.as_u16());
+        self.attempts = resp.attempts;
+        self
+    }
+
     /// Whether the object was not there.
     pub fn is_not_found(&self) -> bool {
         self.kind == ErrorKind::NotFound
@@ -582,6 +599,59 @@ pub(crate) fn build_client(policy: &RetryPolicy) -> Result<reqwest::Client, reqw
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("authentify-operator/", env!("CARGO_PKG_VERSION")))
         .build()
+}
+
+/// Parses and checks a client's base URL (http or https), without a trailing slash.
+pub(crate) fn parse_base_url(service: Service, raw: &str) -> Result<reqwest::Url, ProviderError> {
+    let operation = format!("set up the {service} client");
+    let mut base = reqwest::Url::parse(raw).map_err(|e| {
+        ProviderError::detailed(
+            service,
+            &operation,
+            ErrorKind::Config,
+            format!("base URL {raw:?} is not a URL: {e}"),
+        )
+    })?;
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        let detail = format!("base URL {raw:?} must be an http(s) URL");
+        return Err(ProviderError::detailed(service, operation, ErrorKind::Config, detail));
+    }
+    let trimmed = base.path().trim_end_matches('/').to_string();
+    base.set_path(&trimmed);
+    Ok(base)
+}
+
+/// The URL of `segments` under `base`, each segment percent-encoded (so a CIDR block's `/`
+/// becomes `%2F`), with `query` appended.
+pub(crate) fn endpoint(base: &reqwest::Url, segments: &[&str], query: &[(&str, String)]) -> reqwest::Url {
+    let mut url = base.clone();
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    if !query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (k, v) in query {
+            pairs.append_pair(k, v);
+        }
+    }
+    url
+}
+
+/// A request body as JSON.
+pub(crate) fn encode<T: serde::Serialize + ?Sized>(
+    service: Service,
+    operation: &str,
+    value: &T,
+) -> Result<Vec<u8>, ProviderError> {
+    serde_json::to_vec(value).map_err(|e| {
+        ProviderError::detailed(
+            service,
+            operation,
+            ErrorKind::Config,
+            format!("cannot encode the request: {e}"),
+        )
+    })
 }
 
 /// The clock clients use unless told otherwise.

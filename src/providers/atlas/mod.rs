@@ -376,43 +376,22 @@ struct Call<'a> {
 impl AtlasClient {
     /// A client for `config`; fails when the base URL is not an http(s) URL.
     pub fn new(config: AtlasConfig) -> Result<Self, AtlasError> {
-        let mut base = Url::parse(&config.base_url).map_err(|e| {
-            let mut err = ProviderError::new(Service::Atlas, "set up the Atlas client", ErrorKind::Config);
-            err.detail = Some(format!("base URL {:?} is not a URL: {e}", config.base_url));
-            err
-        })?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            let mut err = ProviderError::new(Service::Atlas, "set up the Atlas client", ErrorKind::Config);
-            err.detail = Some(format!("base URL {:?} must be an http(s) URL", config.base_url));
-            return Err(err);
-        }
-        if base.path().ends_with('/') && base.path() != "/" {
-            let trimmed = base.path().trim_end_matches('/').to_string();
-            base.set_path(&trimmed);
-        }
+        let base = http::parse_base_url(Service::Atlas, &config.base_url)?;
         let http = http::build_client(&config.retry).map_err(|e| {
-            let mut err = ProviderError::new(Service::Atlas, "set up the Atlas client", ErrorKind::Config);
-            err.detail = Some(e.to_string());
-            err
+            ProviderError::detailed(
+                Service::Atlas,
+                "set up the Atlas client",
+                ErrorKind::Config,
+                e.to_string(),
+            )
         })?;
         Ok(Self { http, base, config, digest: Mutex::new(None), token: tokio::sync::Mutex::new(None) })
     }
 
-    /// The URL of `segments` under the base URL, each segment percent-encoded (a CIDR block's
-    /// `/` becomes `%2F`, as Atlas expects).
+    /// The URL of `segments` under the base URL (a CIDR block's `/` becomes `%2F`, as Atlas
+    /// expects).
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        if !query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in query {
-                pairs.append_pair(k, v);
-            }
-        }
-        url
+        http::endpoint(&self.base, segments, query)
     }
 
     fn secrets(&self) -> Vec<&str> {
@@ -454,11 +433,8 @@ impl AtlasClient {
 
     fn decode<T: DeserializeOwned>(&self, operation: &str, resp: &RawResponse) -> Result<T, AtlasError> {
         serde_json::from_slice(&resp.body).map_err(|e| {
-            let mut err = ProviderError::new(Service::Atlas, operation, ErrorKind::InvalidResponse);
-            err.status = Some(resp.status.as_u16());
-            err.detail = Some(format!("the body is not the expected JSON: {e}"));
-            err.attempts = resp.attempts;
-            err
+            let detail = format!("the body is not the expected JSON: {e}");
+            ProviderError::detailed(Service::Atlas, operation, ErrorKind::InvalidResponse, detail).about(resp)
         })
     }
 
@@ -683,14 +659,6 @@ impl AtlasClient {
         }
         Ok(all)
     }
-
-    fn body<T: Serialize>(operation: &str, value: &T) -> Result<Vec<u8>, AtlasError> {
-        serde_json::to_vec(value).map_err(|e| {
-            let mut err = ProviderError::new(Service::Atlas, operation, ErrorKind::Config);
-            err.detail = Some(format!("cannot encode the request: {e}"));
-            err
-        })
-    }
 }
 
 impl AtlasApi for AtlasClient {
@@ -707,7 +675,7 @@ impl AtlasApi for AtlasClient {
                 method: Method::POST,
                 url: self.url(&["api", "atlas", "v2", "groups", group_id, "databaseUsers"], &[]),
                 accept: V2023_01_01,
-                body: Some(Self::body(&operation, &body)?),
+                body: Some(http::encode(Service::Atlas, &operation, &body)?),
                 operation: &operation,
             };
             self.json(call, false, StatusCode::CREATED).await
@@ -761,7 +729,7 @@ impl AtlasApi for AtlasClient {
                     &[],
                 ),
                 accept: V2023_01_01,
-                body: Some(Self::body(&operation, &body)?),
+                body: Some(http::encode(Service::Atlas, &operation, &body)?),
                 operation: &operation,
             };
             self.json(call, true, StatusCode::OK).await
@@ -846,7 +814,7 @@ impl AtlasApi for AtlasClient {
                 method: Method::POST,
                 url: self.url(&["api", "atlas", "v2", "groups", group_id, "accessList"], &[]),
                 accept: V2023_01_01,
-                body: Some(Self::body(&operation, &entries)?),
+                body: Some(http::encode(Service::Atlas, &operation, &entries)?),
                 operation: &operation,
             };
             // Adding an entry that exists updates it: safe to send again.

@@ -380,37 +380,17 @@ const ALREADY_EXISTS_CODES: &[i64] = &[81053, 81057, 81058];
 impl CloudflareClient {
     /// A client for `config`; fails when the base URL is not an http(s) URL.
     pub fn new(config: CloudflareConfig) -> Result<Self, CloudflareError> {
-        let config_error = |detail: String| {
-            let mut err =
-                ProviderError::new(Service::Cloudflare, "set up the Cloudflare client", ErrorKind::Config);
-            err.detail = Some(detail);
-            err
-        };
-        let mut base = Url::parse(&config.base_url)
-            .map_err(|e| config_error(format!("base URL {:?} is not a URL: {e}", config.base_url)))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(config_error(format!("base URL {:?} must be an http(s) URL", config.base_url)));
-        }
-        let trimmed = base.path().trim_end_matches('/').to_string();
-        base.set_path(&trimmed);
-        let http = http::build_client(&config.retry).map_err(|e| config_error(e.to_string()))?;
+        let base = http::parse_base_url(Service::Cloudflare, &config.base_url)?;
+        let http = http::build_client(&config.retry).map_err(|e| {
+            let operation = "set up the Cloudflare client";
+            ProviderError::detailed(Service::Cloudflare, operation, ErrorKind::Config, e.to_string())
+        })?;
         let limiter = RateLimiter::new(config.rate_limit.0, config.rate_limit.1);
         Ok(Self { http, base, config, limiter })
     }
 
     fn url(&self, segments: &[&str], query: &[(&str, String)]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        if !query.is_empty() {
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in query {
-                pairs.append_pair(k, v);
-            }
-        }
-        url
+        http::endpoint(&self.base, segments, query)
     }
 
     /// Sends one request with the token, the rate limiter and retries; returns the final answer.
@@ -493,11 +473,14 @@ impl CloudflareClient {
             Ok(env) if resp.status.is_success() && env.success != Some(false) => Ok(env),
             Ok(env) => Err(self.error_from(operation, resp, &env.errors)),
             Err(e) if resp.status.is_success() => {
-                let mut err = ProviderError::new(Service::Cloudflare, operation, ErrorKind::InvalidResponse);
-                err.status = Some(resp.status.as_u16());
-                err.detail = Some(format!("the body is not the expected v4 envelope: {e}"));
-                err.attempts = resp.attempts;
-                Err(err)
+                let detail = format!("the body is not the expected v4 envelope: {e}");
+                Err(ProviderError::detailed(
+                    Service::Cloudflare,
+                    operation,
+                    ErrorKind::InvalidResponse,
+                    detail,
+                )
+                .about(resp))
             }
             Err(_) => {
                 // An error answer whose result does not fit T: read only its errors.
@@ -511,19 +494,9 @@ impl CloudflareClient {
 
     fn result<T: DeserializeOwned>(&self, operation: &str, resp: &RawResponse) -> Result<T, CloudflareError> {
         self.envelope::<T>(operation, resp)?.result.ok_or_else(|| {
-            let mut err = ProviderError::new(Service::Cloudflare, operation, ErrorKind::InvalidResponse);
-            err.status = Some(resp.status.as_u16());
-            err.detail = Some("the answer has no result".into());
-            err.attempts = resp.attempts;
-            err
-        })
-    }
-
-    fn body<T: Serialize + ?Sized>(operation: &str, value: &T) -> Result<Vec<u8>, CloudflareError> {
-        serde_json::to_vec(value).map_err(|e| {
-            let mut err = ProviderError::new(Service::Cloudflare, operation, ErrorKind::Config);
-            err.detail = Some(format!("cannot encode the request: {e}"));
-            err
+            let detail = "the answer has no result";
+            ProviderError::detailed(Service::Cloudflare, operation, ErrorKind::InvalidResponse, detail)
+                .about(resp)
         })
     }
 }
@@ -595,7 +568,13 @@ impl CloudflareApi for CloudflareClient {
             let url = self.url(&["zones", zone_id, "dns_records"], &[]);
             // Not idempotent: a create that timed out may have happened; the controller lists again.
             let resp = self
-                .send(Method::POST, url, Some(Self::body(&operation, record)?), false, &operation)
+                .send(
+                    Method::POST,
+                    url,
+                    Some(http::encode(Service::Cloudflare, &operation, record)?),
+                    false,
+                    &operation,
+                )
                 .await?;
             self.result(&operation, &resp)
         })
@@ -610,8 +589,15 @@ impl CloudflareApi for CloudflareClient {
         Box::pin(async move {
             let operation = format!("update {} record {} in zone {zone_id}", record.record_type, record.name);
             let url = self.url(&["zones", zone_id, "dns_records", record_id], &[]);
-            let resp =
-                self.send(Method::PUT, url, Some(Self::body(&operation, record)?), true, &operation).await?;
+            let resp = self
+                .send(
+                    Method::PUT,
+                    url,
+                    Some(http::encode(Service::Cloudflare, &operation, record)?),
+                    true,
+                    &operation,
+                )
+                .await?;
             self.result(&operation, &resp)
         })
     }
@@ -661,7 +647,7 @@ impl CloudflareApi for CloudflareClient {
             let operation = format!("write the {phase} ruleset of zone {zone_id}");
             let url = self.url(&["zones", zone_id, "rulesets", "phases", phase, "entrypoint"], &[]);
             let rules: Vec<Value> = rules.iter().map(Rule::to_request).collect();
-            let body = Self::body(&operation, &serde_json::json!({ "rules": rules }))?;
+            let body = http::encode(Service::Cloudflare, &operation, &serde_json::json!({ "rules": rules }))?;
             let resp = self.send(Method::PUT, url, Some(body), true, &operation).await?;
             self.result(&operation, &resp)
         })
@@ -690,8 +676,11 @@ impl CloudflareApi for CloudflareClient {
             let operation = format!("set {} of zone {zone_id} to {value}", setting.as_str());
             let url = self.url(&["zones", zone_id, "settings", setting.as_str()], &[]);
             // The schema's body is the setting object itself: its id and its value.
-            let body =
-                Self::body(&operation, &serde_json::json!({ "id": setting.as_str(), "value": value }))?;
+            let body = http::encode(
+                Service::Cloudflare,
+                &operation,
+                &serde_json::json!({ "id": setting.as_str(), "value": value }),
+            )?;
             let resp = self.send(Method::PATCH, url, Some(body), true, &operation).await?;
             self.result(&operation, &resp)
         })
@@ -716,7 +705,7 @@ impl CloudflareApi for CloudflareClient {
             let value = if on { "on" } else { "off" };
             let operation = format!("turn tiered caching {value} in zone {zone_id}");
             let url = self.url(&["zones", zone_id, "argo", "tiered_caching"], &[]);
-            let body = Self::body(&operation, &serde_json::json!({ "value": value }))?;
+            let body = http::encode(Service::Cloudflare, &operation, &serde_json::json!({ "value": value }))?;
             let resp = self.send(Method::PATCH, url, Some(body), true, &operation).await?;
             let t: TieredCaching = self.result(&operation, &resp)?;
             Ok(t.value == "on")
@@ -740,7 +729,7 @@ impl CloudflareApi for CloudflareClient {
                 let url = self.url(&["zones", zone_id, "purge_cache"], &[]);
                 let mut body = serde_json::Map::new();
                 body.insert(field.to_string(), Value::from(chunk.to_vec()));
-                let body = Self::body(&operation, &body)?;
+                let body = http::encode(Service::Cloudflare, &operation, &body)?;
                 let resp = self.send(Method::POST, url, Some(body), true, &operation).await?;
                 let purge: IdOnly = self.result(&operation, &resp)?;
                 tracing::debug!(zone_id, purge_id = %purge.id, items = chunk.len(), "purged");
