@@ -1,6 +1,6 @@
 # Entry points. `make up` brings up the local platform and runs the operator on it; `make test`
 # runs the whole test suite (what CI runs).
-.PHONY: up test down setup crds
+.PHONY: up test down setup crds bench
 
 up: setup
 	scripts/up.sh
@@ -17,3 +17,9 @@ setup:
 # Regenerates manifests/crds from the Rust types.
 crds:
 	cargo run --quiet -p authentify-operator -- crds --write manifests/crds
+
+# Benchmarks on the local control plane; each prints one JSON object as its last line.
+bench:
+	cargo build --release -p authentify-operator
+	cargo bench --bench rollout 2>&1 | tee target/bench-rollout.log
+	tail -n 1 target/bench-rollout.log > docs/benchmarks/rollout.json

@@ -8,8 +8,9 @@
 #   scripts/platform.sh status [--state DIR]               exit 0 when its API server answers
 #   scripts/platform.sh env    [--state DIR]               print `export KUBECONFIG=...`
 #
-# The state directory (default: .local/platform in the checkout) holds certificates, the kubeconfig,
-# etcd's data, pid files and each component's log (`DIR/logs/*.log`).
+# The state directory (default: .local/platform in the checkout) holds certificates, the kubeconfigs
+# (`kubeconfig` for people, `operator.kubeconfig` for the operator), etcd's data, pid files, each
+# component's log (`DIR/logs/*.log`) and an audit log of the operator's writes (`DIR/logs/audit.log`).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -84,6 +85,9 @@ gen_certs() {
     sign controller-manager "/CN=system:kube-controller-manager"
     sign scheduler "/CN=system:kube-scheduler"
     sign kwok "/O=system:masters/CN=kwok"
+    # The operator's own identity (admin rights until the chart's RBAC is used), so that the audit
+    # log can tell its writes apart.
+    sign operator "/O=system:masters/CN=authentify-operator"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
@@ -177,11 +181,14 @@ up() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.0.0.0/16 --allow-privileged=true \
+    --audit-policy-file "$ROOT/scripts/audit-policy.yaml" --audit-log-path "$LOGS/audit.log" \
+    --audit-log-maxsize 100 --audit-log-maxbackup 1 \
     --endpoint-reconciler-type none --profiling=false --v 1
   write_kubeconfig "$KUBECONFIG_PATH" admin
   write_kubeconfig "$STATE/controller-manager.kubeconfig" controller-manager
   write_kubeconfig "$STATE/scheduler.kubeconfig" scheduler
   write_kubeconfig "$STATE/kwok.kubeconfig" kwok
+  write_kubeconfig "$STATE/operator.kubeconfig" operator
   wait_for "kube-apiserver /readyz" 120 api_healthy
 
   log "starting kube-controller-manager and kube-scheduler"

@@ -10,4 +10,5 @@ export KUBECONFIG
 kubectl apply --server-side --field-manager authentify-operator -f manifests/crds/ >/dev/null
 kubectl wait --for condition=Established --timeout 60s -f manifests/crds/ >/dev/null
 echo "[up] platform ready; in another shell: export KUBECONFIG=$KUBECONFIG" >&2
+export KUBECONFIG="$(dirname "$KUBECONFIG")/operator.kubeconfig"
 exec cargo run --quiet -p authentify-operator -- run

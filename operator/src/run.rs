@@ -57,7 +57,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let apps = tokio::spawn(controllers::run_app_controller(client.clone(), metrics, shutdown));
+    let apps = tokio::spawn(controllers::run(client.clone(), metrics, shutdown));
     let others = tokio::spawn(async move {
         futures::future::join3(
             log_kind::<Redis>(client.clone()),

@@ -182,6 +182,19 @@ pub async fn run_app_controller(
     info!("App controller stopped");
 }
 
+/// Runs every controller until `shutdown` completes. Each controller is one future here; add new
+/// kinds to the list.
+pub async fn run(
+    client: Client,
+    metrics: metrics::Metrics,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let controllers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
+        vec![Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone()))];
+    futures::future::join_all(controllers).await;
+}
+
 /// Default pause between retries of a failed reconcile.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 

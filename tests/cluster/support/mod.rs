@@ -274,7 +274,7 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let mut platform = match platform::Platform::start() {
+    let mut platform = match platform::Platform::start("platform") {
         Ok(p) => p,
         Err(e) => {
             eprintln!("[cluster tests] cannot start the control plane: {e:#}");

@@ -22,7 +22,7 @@ fn spawn(client: Client) -> Running {
         let _ = rx.wait_for(|s| *s).await;
     };
     let metrics = authentify::controllers::metrics::Metrics::new();
-    let task = tokio::spawn(authentify::controllers::run_app_controller(client.clone(), metrics, shutdown));
+    let task = tokio::spawn(authentify::controllers::run(client.clone(), metrics, shutdown));
     Running { client, task, stop }
 }
 

@@ -23,8 +23,8 @@ fn platform_script() -> PathBuf {
 
 impl Platform {
     /// Reuses the control plane of `AUTHENTIFY_TEST_KUBECONFIG` when set, else starts a fresh one
-    /// whose state lives under the cargo target directory.
-    pub fn start() -> anyhow::Result<Self> {
+    /// whose state lives under the cargo target directory in `state_name`.
+    pub fn start(state_name: &str) -> anyhow::Result<Self> {
         if let Ok(path) = std::env::var("AUTHENTIFY_TEST_KUBECONFIG") {
             let kubeconfig = PathBuf::from(path);
             if !kubeconfig.is_file() {
@@ -33,7 +33,7 @@ impl Platform {
             eprintln!("[cluster tests] reusing the control plane of {}", kubeconfig.display());
             return Ok(Self { kubeconfig, owned_state: None });
         }
-        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("platform");
+        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(state_name);
         eprintln!("[cluster tests] starting a control plane in {}", state.display());
         let out = Command::new(platform_script())
             .args(["up", "--state"])
@@ -53,6 +53,12 @@ impl Platform {
             .map(PathBuf::from)
             .context("scripts/platform.sh up printed no kubeconfig path")?;
         Ok(Self { kubeconfig, owned_state: Some(state) })
+    }
+
+    /// The state directory of a control plane this run started.
+    #[allow(dead_code)] // used by the benchmark
+    pub fn state(&self) -> Option<&Path> {
+        self.owned_state.as_deref()
     }
 
     /// Stops the control plane if this run started it.
