@@ -7,6 +7,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod api;
+pub mod cli;
 pub mod controllers;
 pub mod providers;
 pub mod rollout;
