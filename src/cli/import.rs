@@ -580,6 +580,10 @@ pub fn convert(text: &str, namespace: Option<&str>) -> Result<Imported, String> 
         });
         match str_of(d, "type").unwrap_or("PRIMARY") {
             "PRIMARY" if primary.is_none() => primary = Some(domain.to_string()),
+            "ALIAS" => cv.report.skip(
+                format!("{here}.type"),
+                "an App's route serves one host (the primary domain): the alias gets a DNS record on its EdgeCache; add it to an Ingress or a Cloudflare redirect to serve it",
+            ),
             "DEFAULT" => {
                 cv.report
                     .skip(&here, "the ondigitalocean.app default domain does not exist off App Platform");
@@ -608,6 +612,25 @@ pub fn convert(text: &str, namespace: Option<&str>) -> Result<Imported, String> 
             if let Some(app) = cv.component(c, &format!("{kind}[{i}]"), &routes, primary.as_deref(), worker) {
                 apps.push(app);
             }
+        }
+    }
+
+    let service_names: BTreeSet<&str> = spec
+        .get("services")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| str_of(c, "name"))
+        .collect();
+    for (component, paths) in &routes {
+        if !service_names.contains(component.as_str()) {
+            cv.report.skip(
+                format!("ingress.rules({component})"),
+                format!(
+                    "{component} is not a service, so its routes {} have no App to go to",
+                    paths.join(", ")
+                ),
+            );
         }
     }
 
@@ -814,6 +837,52 @@ http_port: 3000\n  envs:\n  - {key: JWT_SECRET, type: SECRET, value: 'EV[1:abc:d
                 json!({"registry_type": "GHCR", "registry": "acme", "repository": "web", "digest": "sha256:ab"})
             ),
             "ghcr.io/acme/web@sha256:ab"
+        );
+    }
+
+    /// Golden files: each `tests/golden/import/NAME.app.yaml` converts to `NAME.expected.yaml`
+    /// with the report `NAME.report.txt`. Regenerate with `AUTHENTIFY_UPDATE_GOLDEN=1`, then
+    /// review the diff. Every output must also pass offline lint.
+    #[test]
+    fn golden_app_specs() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/import");
+        let update = std::env::var_os("AUTHENTIFY_UPDATE_GOLDEN").is_some();
+        let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+            .expect("tests/golden/import exists")
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.to_string_lossy().ends_with(".app.yaml"))
+            .collect();
+        inputs.sort();
+        assert!(inputs.len() >= 3, "expected several app specs in {}", dir.display());
+        let mut diffs = vec![];
+        for input in inputs {
+            let base = input.to_string_lossy().trim_end_matches(".app.yaml").to_string();
+            let text = std::fs::read_to_string(&input).expect("readable");
+            let out = convert(&text, None).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
+            let findings = crate::cli::lint::lint_text(&out.yaml);
+            assert!(
+                findings.is_empty(),
+                "{}: the import does not lint: {findings:#?}\n{}",
+                input.display(),
+                out.yaml
+            );
+            for (path, actual) in
+                [(format!("{base}.expected.yaml"), &out.yaml), (format!("{base}.report.txt"), &out.report)]
+            {
+                if update {
+                    std::fs::write(&path, actual).expect("writable");
+                    continue;
+                }
+                let expected = std::fs::read_to_string(&path).unwrap_or_default();
+                if &expected != actual {
+                    diffs.push(format!("{path} differs; got:\n{actual}"));
+                }
+            }
+        }
+        assert!(
+            diffs.is_empty(),
+            "{}\nRegenerate with AUTHENTIFY_UPDATE_GOLDEN=1 after checking the change.",
+            diffs.join("\n")
         );
     }
 
