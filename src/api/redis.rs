@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use super::common::{ResourcePhase, SecretKeyRef};
     category = "authentify",
     doc = "A Redis for one environment: in the cluster, or an existing managed Redis.",
     printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.ready"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Endpoint", type_ = "string", json_path = ".status.endpoint"),
     printcolumn(name = "Version", type_ = "string", json_path = ".status.observedVersion"),
@@ -62,7 +63,9 @@ pub struct RedisSpec {
     /// How data survives a restart.
     #[serde(default)]
     pub persistence: Persistence,
-    /// Persistent volumes for in-cluster modes.
+    /// Persistent volumes for in-cluster modes; absent: 1Gi of the cluster's default StorageClass,
+    /// kept when the Redis is deleted. Size and class apply to new volumes only (StatefulSet
+    /// volume templates cannot change in place).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<Storage>,
     /// CPU and memory for the Redis container.
@@ -182,6 +185,12 @@ pub struct Storage {
     pub when_deleted: VolumeRetention,
 }
 
+impl Default for Storage {
+    fn default() -> Self {
+        Self { size: default_size(), storage_class_name: None, when_deleted: VolumeRetention::default() }
+    }
+}
+
 fn default_size() -> Quantity {
     Quantity("1Gi".to_string())
 }
@@ -286,4 +295,36 @@ pub struct RedisStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Ready Redis pods out of those wanted (`2/3`), in cluster modes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// Replication role the server reported (`master` or `slave`), when the operator reached it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// In `replicated` mode, the pod the client Service sends traffic to (the primary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary: Option<String>,
+    /// The last purge made for each App wired to this Redis (one entry per App), so a promotion
+    /// is purged once even across operator restarts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<PurgeRecord>,
+}
+
+/// One purge of `purgeOnPromote.patterns` after an App promoted a revision.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PurgeRecord {
+    /// The App that promoted.
+    pub app: String,
+    /// The revision it promoted.
+    pub revision: String,
+    /// When the promotion finished (the App's `status.history[0].finishedAt`).
+    pub promoted_at: Time,
+    /// Keys deleted.
+    pub deleted_keys: i64,
+    /// True when the purge stopped at `purgeOnPromote.maxKeys`.
+    #[serde(default)]
+    pub truncated: bool,
+    /// When the purge ran.
+    pub time: Time,
 }

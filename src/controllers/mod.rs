@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod metrics;
+pub mod redis;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -190,8 +191,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
-    let controllers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> =
-        vec![Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone()))];
+    let controllers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![
+        Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone())),
+        Box::pin(redis::run(client.clone(), shutdown.clone())),
+    ];
     futures::future::join_all(controllers).await;
 }
 

@@ -8,3 +8,4 @@
 pub mod atlas;
 pub mod cloudflare;
 pub mod http;
+pub mod redis;
