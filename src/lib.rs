@@ -11,3 +11,4 @@ pub mod cli;
 pub mod controllers;
 pub mod providers;
 pub mod rollout;
+pub mod traffic;

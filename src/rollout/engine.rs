@@ -11,7 +11,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::replicas::{Pair, step_towards, surge_and_unavailable, targets_for_weight};
 use super::{
     ABORT, Input, JobKind, JobState, Note, Observed, PROMOTE, PROMOTE_FULL, Plan, RETRY, Revision, Selector,
-    Verdict, duration,
+    Traffic, Verdict, duration,
 };
 use crate::api::app::{
     AppPhase, AppSpec, AppStatus, BlueGreenStrategy, CanaryStep, PauseCondition, RolloutRecord,
@@ -55,6 +55,10 @@ struct Decider<'a> {
     requeue: Option<Duration>,
     phase: AppPhase,
     message: String,
+    /// Weight the traffic router sends to the new revision (router mode only).
+    router_weight: i32,
+    /// Whether a canary is running (header routes exist only then).
+    canary_running: bool,
 }
 
 fn ts(t: Timestamp) -> Time {
@@ -108,6 +112,8 @@ impl<'a> Decider<'a> {
             requeue: None,
             phase: AppPhase::Progressing,
             message: String::new(),
+            router_weight: 0,
+            canary_running: false,
         }
     }
 
@@ -186,8 +192,18 @@ impl<'a> Decider<'a> {
         }
     }
 
+    /// True when a traffic router (NGINX Ingress, Gateway API) splits the canary's traffic.
+    fn router(&self) -> bool {
+        self.spec
+            .strategy
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .and_then(|c| c.traffic_routing.as_ref())
+            .is_some_and(|t| t.nginx.is_some() || t.gateway_api.is_some())
+    }
+
     fn default_active(&self, stable: &str) -> Selector {
-        if self.blue_green().is_some() {
+        if self.blue_green().is_some() || self.router() {
             Selector::Revision(stable.to_string())
         } else {
             Selector::AllRevisions
@@ -312,6 +328,8 @@ impl<'a> Decider<'a> {
     }
 
     fn steady(&mut self, stable: &str) {
+        self.canary_running = false;
+        self.router_weight = 0;
         self.st.current_revision = Some(stable.to_string());
         self.st.current_step_index = None;
         self.st.step = None;
@@ -393,6 +411,11 @@ impl<'a> Decider<'a> {
 
         if self.st.abort {
             return self.aborted(stable, desired);
+        }
+        if self.blue_green().is_none() {
+            // The router keeps its last weight whatever happens next in this reconcile.
+            self.canary_running = true;
+            self.router_weight = self.st.canary_weight.unwrap_or(0);
         }
         if self.spec.paused {
             for r in &self.observed.revisions {
@@ -492,6 +515,8 @@ impl<'a> Decider<'a> {
     }
 
     fn aborted(&mut self, stable: &str, desired: &str) {
+        self.canary_running = false;
+        self.router_weight = 0;
         self.scale.insert(desired.to_string(), 0);
         self.scale.insert(stable.to_string(), self.total);
         self.st.canary_weight = Some(0);
@@ -552,10 +577,24 @@ impl<'a> Decider<'a> {
     }
 
     /// Moves the two ReplicaSets one step towards a weight. Returns true when it is reached.
+    ///
+    /// With a traffic router the stable keeps its full size, the canary gets the pods its weight
+    /// needs, and the router's weight moves only once those pods are ready.
     fn move_to_weight(&mut self, stable: &str, desired: &str, weight: i32, canary_pods: Option<i32>) -> bool {
         let (mut ct, st) = targets_for_weight(self.total, weight);
         if let Some(n) = canary_pods {
             ct = n;
+        }
+        if self.router() {
+            self.scale.insert(desired.to_string(), ct);
+            self.scale.insert(stable.to_string(), self.total.max(self.asked(stable)));
+            let ready = self.asked(desired) == ct
+                && self.ready(desired) >= ct
+                && self.ready(stable) >= self.total.min(1);
+            if ready {
+                self.router_weight = weight;
+            }
+            return ready;
         }
         let (surge, unavailable) = self.surge();
         let now = Pair {
@@ -578,6 +617,8 @@ impl<'a> Decider<'a> {
     fn canary_rollout(&mut self, stable: &str, desired: &str) {
         let steps = self.steps();
         let len = steps.len();
+        self.canary_running = true;
+        self.router_weight = self.st.canary_weight.unwrap_or(0);
         let mut i = (self.st.current_step_index.unwrap_or(0).max(0) as usize).min(len);
         if self.requests.promote_full {
             if i < len {
@@ -692,7 +733,7 @@ impl<'a> Decider<'a> {
         }
         // All steps done: the new revision takes everything, then becomes stable.
         let reached = self.move_to_weight(stable, desired, 100, None);
-        self.st.canary_weight = Some(100);
+        self.st.canary_weight = Some(if self.router() { self.router_weight } else { 100 });
         if reached {
             self.promote(stable, desired);
         } else {
@@ -916,7 +957,22 @@ impl<'a> Decider<'a> {
             self.notes.push(Note { warning, reason, message });
         }
 
+        let header_configured = self
+            .spec
+            .strategy
+            .as_ref()
+            .and_then(|s| s.canary.as_ref())
+            .and_then(|c| c.traffic_routing.as_ref())
+            .is_some_and(|t| t.header_route.is_some());
+        let canary_live = self.canary_running && !self.st.abort;
+        let traffic = self.router().then(|| Traffic {
+            canary_weight: if canary_live { self.router_weight } else { 0 },
+            header_route: canary_live
+                && header_configured
+                && self.observed.revisions.iter().any(|r| r.hash == desired && r.ready > 0),
+        });
         Plan {
+            traffic,
             status: self.st,
             scale: self.scale,
             active: self.active,

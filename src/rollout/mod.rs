@@ -126,6 +126,16 @@ pub enum JobKind {
     PostDeploy,
 }
 
+/// Traffic split for a canary with a traffic router (NGINX Ingress or Gateway API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traffic {
+    /// Percent of requests sent to the new revision's Service; the rest go to the stable one.
+    pub canary_weight: i32,
+    /// Whether the header route (e.g. `X-Canary: always` to the canary) exists: only while a
+    /// canary runs.
+    pub header_route: bool,
+}
+
 /// What the controller should make true.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -138,6 +148,9 @@ pub struct Plan {
     pub active: Selector,
     /// Pods behind the `-canary`/`-preview` Service: the new revision.
     pub preview: Selector,
+    /// The router's split, when the canary uses a traffic router; `None` for replica weighting
+    /// and blue-green.
+    pub traffic: Option<Traffic>,
     /// Job to create for the desired revision.
     pub create_job: Option<JobKind>,
     /// Old revisions to delete (beyond `revisionHistoryLimit`).

@@ -637,3 +637,86 @@ fn a_new_image_mid_rollout_supersedes_the_running_one() {
     assert_eq!(w.status.history[1].outcome, "Superseded");
     assert_eq!(w.status.current_revision.as_deref(), Some("r-3"));
 }
+
+const NGINX: &str = r#"
+image: img:1
+replicas: 4
+route: {host: api.example.com, ingressClassName: nginx}
+strategy:
+  canary:
+    trafficRouting:
+      nginx: {}
+      headerRoute: {name: X-Canary, value: always}
+    steps:
+      - setWeight: 25
+      - pause: {}
+      - setWeight: 50
+      - pause: {}
+"#;
+
+fn traffic(plan: &Plan) -> (i32, bool) {
+    plan.traffic.map(|t| (t.canary_weight, t.header_route)).expect("a router plan")
+}
+
+#[test]
+fn router_moves_weight_only_once_canary_pods_are_ready_and_keeps_stable_full() {
+    let mut w = deployed(NGINX);
+    assert_eq!(traffic(w.last.as_ref().expect("plan")), (0, false), "no canary, no header route");
+    assert_eq!(w.last.as_ref().map(|p| p.active.clone()), Some(Selector::Revision("r-1".into())));
+    w.set_image("img:2");
+    let first = w.tick();
+    assert_eq!(first.scale.get("r-2"), Some(&1), "25% of 4 needs one canary pod");
+    assert_eq!(first.scale.get("r-1"), Some(&4), "the stable keeps its full size");
+    assert_eq!(traffic(&first).0, 0, "no traffic before the canary pod is ready");
+    let paused = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(traffic(&paused), (25, true));
+    assert_eq!(paused.status.canary_weight, Some(25));
+    assert_eq!(paused.active, Selector::Revision("r-1".into()));
+    assert_eq!(paused.preview, Selector::Revision("r-2".into()));
+
+    w.control(PROMOTE);
+    let moving = w.tick();
+    assert_eq!(moving.scale.get("r-2"), Some(&2));
+    assert_eq!(traffic(&moving).0, 25, "weight holds until the second canary pod is ready");
+    let paused = w.run_until(&[AppPhase::Paused]);
+    assert_eq!(traffic(&paused), (50, true));
+    assert_eq!((w.replicas("r-2"), w.replicas("r-1")), (2, 4));
+
+    w.control(PROMOTE);
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(traffic(&done), (0, false), "weights back to 100/0 on the (new) stable, header route gone");
+    assert_eq!(done.active, Selector::Revision("r-2".into()));
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!(w.replicas("r-2"), 4);
+    w.tick();
+    assert_eq!(w.replicas("r-1"), 0);
+}
+
+#[test]
+fn router_abort_returns_all_traffic_to_stable() {
+    let mut w = deployed(NGINX);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.control(ABORT);
+    let aborted = w.run_until(&[AppPhase::Degraded]);
+    assert_eq!(traffic(&aborted), (0, false));
+    assert_eq!(aborted.scale.get("r-2"), Some(&0));
+    assert_eq!(aborted.scale.get("r-1"), Some(&4));
+    assert_eq!(aborted.active, Selector::Revision("r-1".into()));
+}
+
+#[test]
+fn router_keeps_its_weight_while_the_app_is_paused() {
+    let mut w = deployed(NGINX);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.spec.paused = true;
+    let paused = w.tick();
+    assert_eq!(traffic(&paused), (25, true));
+}
+
+#[test]
+fn replica_weighting_has_no_router_plan() {
+    let w = deployed(CANARY);
+    assert_eq!(w.last.as_ref().and_then(|p| p.traffic), None);
+}

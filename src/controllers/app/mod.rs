@@ -14,7 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch};
+use kube::api::{DeleteParams, DynamicObject, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
@@ -26,6 +26,7 @@ use self::build::{Connections, MANAGER};
 use super::{Context, Error, apply_params, json_contains};
 use crate::api::App;
 use crate::rollout::{self, Input, JobKind, Observed, Plan};
+use crate::traffic;
 
 /// Reconciles one App.
 pub async fn reconcile(app: Arc<App>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -201,14 +202,30 @@ async fn apply_plan(
         }
     }
 
+    // Routes: Ingresses (the NGINX canary Ingress only while a canary runs) or Gateway API
+    // HTTPRoutes. The main Service is switched before the router moves weight back.
     let ing_api: Api<Ingress> = Api::namespaced(ctx.client.clone(), ns);
-    let ingresses = build::ingresses(app);
+    let mut ingresses = build::ingresses(app);
+    if let Some(t) = &plan.traffic
+        && traffic::router_kind(app) == traffic::RouterKind::Nginx
+        && let Some(canary) = traffic::nginx_canary_ingress(app, t)
+    {
+        ingresses.push(canary);
+    }
     for ing in &ingresses {
         ensure(&ing_api, ing).await?;
     }
-    for stale in [app.name_any(), format!("{}-preview", app.name_any())] {
+    for stale in [app.name_any(), format!("{}-preview", app.name_any()), traffic::canary_ingress_name(app)] {
         if !ingresses.iter().any(|i| i.name_any() == stale) {
             delete_owned(&ing_api, &stale).await?;
+        }
+    }
+    let routes = traffic::http_routes(app, plan.traffic.as_ref());
+    if !routes.is_empty() {
+        let route_api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), ns, &traffic::http_route_resource());
+        for route in &routes {
+            ensure_dynamic(&route_api, route).await?;
         }
     }
 
@@ -243,6 +260,22 @@ where
         }
     }
     api.patch(&name, &apply_params(), &Patch::Apply(desired)).await?;
+    Ok(())
+}
+
+/// [`ensure`] for objects without a Rust type (Gateway API HTTPRoutes).
+async fn ensure_dynamic(api: &Api<DynamicObject>, desired: &DynamicObject) -> Result<(), Error> {
+    let name = desired.name_any();
+    if let Some(live) = api.get_opt(&name).await? {
+        let (live, want) = (serde_json::to_value(&live)?, serde_json::to_value(desired)?);
+        if json_contains(&live, &want) {
+            return Ok(());
+        }
+    }
+    let mut body = serde_json::to_value(desired)?;
+    body["apiVersion"] = serde_json::json!("gateway.networking.k8s.io/v1");
+    body["kind"] = serde_json::json!("HTTPRoute");
+    api.patch(&name, &apply_params(), &Patch::Apply(&body)).await?;
     Ok(())
 }
 
