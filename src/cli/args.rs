@@ -193,7 +193,8 @@ pub struct StatusArgs {
     /// How long to wait, e.g. `10m`, `90s`, `1h`.
     #[arg(long, default_value = "10m", value_name = "DURATION")]
     pub timeout: String,
-    /// Exit 0 when the rollout pauses (waiting for a timer, a person or a resume) too.
+    /// Exit 0 also when the rollout waits for a person: a pause step without a duration, a manual
+    /// blue-green promotion, an inconclusive analysis, or `pause`. Timed pauses are waited out.
     #[arg(long)]
     pub success_on_pause: bool,
 }

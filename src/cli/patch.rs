@@ -147,7 +147,12 @@ pub fn undo_to_template(app: &App, template: &PodTemplateSpec) -> Result<Value, 
         "image": image,
         "port": port,
         "env": env,
-        "resources": container.resources.clone(),
+        // The API server defaults an absent `resources` to `{}`; the App's spec had none then.
+        "resources": container.resources.clone().filter(|r| {
+            r.limits.as_ref().is_some_and(|l| !l.is_empty())
+                || r.requests.as_ref().is_some_and(|l| !l.is_empty())
+                || r.claims.as_ref().is_some_and(|c| !c.is_empty())
+        }),
         "healthCheck": health_check,
         "podLabels": Value::Object(labels),
     }}))

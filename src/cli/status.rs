@@ -47,12 +47,21 @@ pub fn evaluate(app: &App, success_on_pause: bool) -> Verdict {
         AppPhase::Degraded => {
             Verdict::Done { code: exit::FAILED, message: format!("App {name} is Degraded: {message}") }
         }
-        AppPhase::Paused if success_on_pause => {
+        AppPhase::Paused if success_on_pause && waits_for_a_person(app) => {
             Verdict::Done { code: exit::OK, message: format!("App {name} is Paused: {message}") }
         }
         AppPhase::Paused => Verdict::Waiting(format!("Paused: {message}")),
         AppPhase::Progressing => Verdict::Waiting(format!("Progressing: {message}")),
     }
+}
+
+/// True when the pause ends only by a person's request (`promote`, `resume`, an inconclusive
+/// analysis), not by itself (a timed pause step or a blue-green automatic promotion).
+fn waits_for_a_person(app: &App) -> bool {
+    let held = app.status.as_ref().is_some_and(|s| {
+        s.pause_conditions.iter().any(|p| p.reason == "AppPaused" || p.reason == "InconclusiveAnalysis")
+    });
+    held || crate::cli::view::timed_pause(app).is_none()
 }
 
 /// The first control annotation whose token the operator has not handled yet.
@@ -82,6 +91,13 @@ mod tests {
         serde_yaml_ng::from_str(&yaml).expect("fixture")
     }
 
+    fn timed(status: &str) -> App {
+        let yaml = format!(
+            "apiVersion: platform.authentify.it/v1alpha1\nkind: App\nmetadata: {{name: api, generation: 1}}\nspec: {{image: a:1, strategy: {{canary: {{steps: [{{pause: {{duration: 5m}}}}, {{pause: {{}}}}]}}}}}}\nstatus: {status}\n"
+        );
+        serde_yaml_ng::from_str(&yaml).expect("fixture")
+    }
+
     fn code(v: &Verdict) -> Option<u8> {
         match v {
             Verdict::Done { code, .. } => Some(*code),
@@ -103,6 +119,30 @@ mod tests {
             ("paused waits", app(2, "{phase: Paused, observedGeneration: 2}", ""), false, None),
             ("paused succeeds", app(2, "{phase: Paused, observedGeneration: 2}", ""), true, Some(0)),
             ("progressing", app(2, "{phase: Progressing, observedGeneration: 2}", ""), true, None),
+            (
+                "a timed pause ends by itself",
+                timed(
+                    "{phase: Paused, observedGeneration: 1, currentStepIndex: 0, pauseConditions: [{reason: CanaryPauseStep, startTime: '2026-01-01T00:00:00Z'}]}",
+                ),
+                true,
+                None,
+            ),
+            (
+                "a manual pause step waits for a person",
+                timed(
+                    "{phase: Paused, observedGeneration: 1, currentStepIndex: 1, pauseConditions: [{reason: CanaryPauseStep, startTime: '2026-01-01T00:00:00Z'}]}",
+                ),
+                true,
+                Some(0),
+            ),
+            (
+                "paused by spec during a timed pause",
+                timed(
+                    "{phase: Paused, observedGeneration: 1, currentStepIndex: 0, pauseConditions: [{reason: CanaryPauseStep, startTime: '2026-01-01T00:00:00Z'}, {reason: AppPaused, startTime: '2026-01-01T00:00:00Z'}]}",
+                ),
+                true,
+                Some(0),
+            ),
             (
                 "promote not handled yet",
                 app(

@@ -82,6 +82,16 @@ fn describe_step(step: &CanaryStep) -> String {
 /// Time left on the current pause, when it has an end: a timed canary pause, or a blue-green
 /// automatic promotion.
 pub fn pause_left(app: &App, now: Timestamp) -> Option<Duration> {
+    let (reason, length) = timed_pause(app)?;
+    let status = app.status.as_ref()?;
+    let start = status.pause_conditions.iter().find(|p| p.reason == reason)?.start_time.0;
+    let elapsed = Duration::from_secs(u64::try_from(now.as_second() - start.as_second()).unwrap_or(0));
+    Some(length.saturating_sub(elapsed))
+}
+
+/// The pause condition reason and length of the current pause when it ends by itself (a timed
+/// canary pause step, or a blue-green automatic promotion); `None` when a person must act.
+pub fn timed_pause(app: &App) -> Option<(&'static str, Duration)> {
     let status = app.status.as_ref()?;
     let strategy = app.spec.strategy.as_ref()?;
     let (reason, length) = if let Some(canary) = &strategy.canary {
@@ -92,9 +102,7 @@ pub fn pause_left(app: &App, now: Timestamp) -> Option<Duration> {
         let secs = strategy.blue_green.as_ref()?.auto_promotion_seconds?;
         ("BlueGreenPause", Duration::from_secs(u64::try_from(secs).ok()?))
     };
-    let start = status.pause_conditions.iter().find(|p| p.reason == reason)?.start_time.0;
-    let elapsed = Duration::from_secs(u64::try_from(now.as_second() - start.as_second()).unwrap_or(0));
-    Some(length.saturating_sub(elapsed))
+    status.pause_conditions.iter().any(|p| p.reason == reason).then_some((reason, length))
 }
 
 /// Analysis results the status carries (any `analysis…` field or condition), as lines.

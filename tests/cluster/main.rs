@@ -3,12 +3,17 @@
 
 mod support;
 
+mod cli;
 mod crds;
 mod nodes;
 mod rollout;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
+        cli::ship_watch_promote_with_status_exit_codes,
+        cli::bad_release_exits_1_then_undo_reuses_the_old_replica_set,
+        cli::abort_retry_pause_resume_promote_full_restart,
+        cli::usage_connection_errors_help_completion_and_lint,
         crds::invalid_apps_are_rejected_with_a_message_naming_the_field,
         crds::invalid_data_plane_resources_are_rejected,
         crds::valid_app_is_accepted_with_defaults_and_printer_columns,
