@@ -108,7 +108,7 @@ pub async fn run(cli: Cli) -> Result<u8, Failure> {
                         print!("{}", view::render_list(&apps, all_namespaces, Timestamp::now(), style()));
                     }
                 }
-                other => print_object(
+                other => print_list(
                     &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": apps}),
                     other,
                 )?,
@@ -206,7 +206,7 @@ async fn control(g: &Global, name: &str, kind: Control, what: &str) -> Result<u8
     Ok(exit::OK)
 }
 
-fn print_object(value: &Value, output: Output) -> Result<(), Failure> {
+fn print_list(value: &Value, output: Output) -> Result<(), Failure> {
     let text = match output {
         Output::Json => serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| e.to_string()),
         Output::Yaml | Output::Text => serde_yaml_ng::to_string(value).map_err(|e| e.to_string()),
@@ -216,37 +216,62 @@ fn print_object(value: &Value, output: Output) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn render(client: &Client, ns: &str, app: &App) -> Result<String, Failure> {
+/// The view of the App now, and a key that changes only when the objects do (not with the clock),
+/// so a watch into a file or pipe prints a new view per change rather than per second.
+async fn render(client: &Client, ns: &str, app: &App, output: Output) -> Result<(String, String), Failure> {
+    if output != Output::Text {
+        let mut value = serde_json::to_value(app).map_err(|e| Failure::usage(e.to_string()))?;
+        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        let text = match output {
+            Output::Json => serde_json::to_string_pretty(&value).map(|s| s + "\n").map_err(|e| e.to_string()),
+            _ => serde_yaml_ng::to_string(&value).map(|s| format!("---\n{s}")).map_err(|e| e.to_string()),
+        }
+        .map_err(|e| {
+            Failure::usage(format!(
+                "cannot render App {ns}/{}: {e}",
+                app.metadata.name.as_deref().unwrap_or_default()
+            ))
+        })?;
+        return Ok((text.clone(), text));
+    }
     let name = app.metadata.name.clone().unwrap_or_default();
     let sets = replica_sets(client, ns, &name).await?;
     let events = events(client, ns, &name).await?;
-    Ok(view::render_app(app, &sets, &events, Timestamp::now(), style()))
+    let text = view::render_app(app, &sets, &events, Timestamp::now(), style());
+    let key = view::render_app(app, &sets, &events, Timestamp::UNIX_EPOCH, Style { colour: false });
+    Ok((text, key))
 }
 
 async fn get_app(client: &Client, ns: &str, name: &str, watch: bool, output: Output) -> Result<u8, Failure> {
     let app = get(client, ns, name).await?;
-    if output != Output::Text {
-        let mut value = serde_json::to_value(&app).map_err(|e| Failure::usage(e.to_string()))?;
-        if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("managedFields");
-        }
-        print_object(&value, output)?;
-        if !watch {
-            return Ok(exit::OK);
-        }
-    }
     if !watch {
-        print!("{}", render(client, ns, &app).await?);
+        print!("{}", render(client, ns, &app, output).await?.0);
         return Ok(exit::OK);
     }
-    let terminal = std::io::stdout().is_terminal();
+    let live = std::io::stdout().is_terminal() && output == Output::Text;
     let api = Api::<App>::namespaced(client.clone(), ns);
     let mut stream = watcher::watch_object(api, name).boxed();
-    // Re-render on every change of the App, and every second for the pause countdown and new events.
+    // Re-render on every change of the App, and every second for the pause countdown and new
+    // events (ReplicaSets and Events are read again each time).
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut current = app;
     let mut last = String::new();
     loop {
+        let (text, key) = render(client, ns, &current, output).await?;
+        let changed = if live { text != last } else { key != last };
+        if changed {
+            if live {
+                print!("\x1b[H\x1b[2J{text}");
+                last = text;
+            } else {
+                print!("{text}{}", if output == Output::Text { "\n" } else { "" });
+                last = key;
+            }
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        }
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(Some(app))) => current = app,
@@ -255,29 +280,6 @@ async fn get_app(client: &Client, ns: &str, name: &str, watch: bool, output: Out
                 None => return Ok(exit::OK),
             },
             _ = tick.tick() => {}
-        }
-        let text = match output {
-            Output::Text => render(client, ns, &current).await?,
-            other => {
-                let mut value = serde_json::to_value(&current).map_err(|e| Failure::usage(e.to_string()))?;
-                if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.remove("managedFields");
-                }
-                match other {
-                    Output::Json => serde_json::to_string_pretty(&value).unwrap_or_default() + "\n",
-                    _ => format!("---\n{}", serde_yaml_ng::to_string(&value).unwrap_or_default()),
-                }
-            }
-        };
-        if text != last {
-            if terminal && output == Output::Text {
-                print!("\x1b[H\x1b[2J{text}");
-            } else {
-                print!("{text}{}", if output == Output::Text { "\n" } else { "" });
-            }
-            use std::io::Write as _;
-            let _ = std::io::stdout().flush();
-            last = text;
         }
     }
 }
