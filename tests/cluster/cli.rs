@@ -445,6 +445,25 @@ pub async fn usage_connection_errors_help_completion_and_lint(ctx: TestCtx) -> a
         "the API server agrees with lint: {}",
         String::from_utf8_lossy(&refused.stderr)
     );
+    // Every CEL rule: lint's offline verdict is the API server's (a server-side dry run).
+    let cases: Vec<serde_yaml_ng::Value> =
+        serde_yaml_ng::from_str(include_str!("../../src/cli/cel_cases.yaml")).context("cel_cases.yaml")?;
+    ensure!(cases.len() >= 20, "one case per CRD rule");
+    for (i, case) in cases.iter().enumerate() {
+        let yaml = serde_yaml_ng::to_string(&case["manifest"])?;
+        let findings = authentify::cli::lint::lint_text(&yaml);
+        ensure!(!findings.is_empty(), "lint accepts case {i}:\n{yaml}");
+        let file = dir.path().join(format!("cel-{i}.yaml"));
+        std::fs::write(&file, &yaml)?;
+        let out = ctx.kubectl(&["apply", "--dry-run=server", "-f", &file.to_string_lossy()])?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "the API server accepts case {i} that lint refuses:\n{yaml}");
+        ensure!(
+            findings.iter().any(|f| stderr.contains(&f.message)),
+            "case {i}: lint says {findings:?}, the API server says {stderr}"
+        );
+    }
+
     let env = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("environments/local");
     let files: Vec<String> = std::fs::read_dir(&env)?
         .filter_map(|e| e.ok().map(|e| e.path().to_string_lossy().into_owned()))
