@@ -6,6 +6,7 @@ mod support;
 mod cli;
 mod crds;
 mod nodes;
+mod redis;
 mod rollout;
 
 fn main() -> std::process::ExitCode {
@@ -21,6 +22,11 @@ fn main() -> std::process::ExitCode {
         crds::scale_subresource_sets_replicas,
         nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
         nodes::rbac_refuses_what_it_does_not_grant,
+        redis::external_reachable_and_unreachable_without_leaking_the_password,
+        redis::app_gets_the_connection_and_rolls_when_the_secret_changes,
+        redis::purge_on_promotion_deletes_exactly_the_matching_keys_once,
+        redis::in_cluster_objects_follow_the_spec,
+        redis::when_deleted_delete_removes_the_volumes_and_pending_pods_are_reported,
         rollout::canary_good_release_steps_pauses_and_promotes,
         rollout::canary_bad_release_rolls_back_by_itself,
         rollout::blue_green_manual_promote_then_instant_rollback,

@@ -524,7 +524,18 @@ async fn publish(ctx: &Context, redis: &Redis, note: &Note) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &redis.object_ref(&())).await {
+    // kube's Recorder folds Events with the same reason into one series and keeps the first
+    // message; one-off Events (a purge's count, a flip of a condition) get a fresh recorder so
+    // each keeps its own sentence. Repeating ones (retries) stay folded.
+    let fresh;
+    let recorder = if matches!(note.reason, "PurgeDelayed" | "PurgeFailed") {
+        &ctx.recorder
+    } else {
+        fresh =
+            Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+        &fresh
+    };
+    if let Err(error) = recorder.publish(&event, &redis.object_ref(&())).await {
         warn!(redis = %redis.name_any(), %error, "could not record an event");
     }
 }
