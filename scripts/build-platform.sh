@@ -112,6 +112,17 @@ build_kwok() {
   mv "$CACHE/src/kwok-$KWOK_VERSION/kwok" "$out"
 }
 
+# fetch_gateway_api: the Gateway API CRDs (standard channel) shipped in the sigs.k8s.io/gateway-api
+# Go module, for the local platform.
+fetch_gateway_api() {
+  local out="$CACHE/gateway-api-$GATEWAY_API_VERSION"
+  [[ -f "$out/gateway.networking.k8s.io_httproutes.yaml" ]] && return 0
+  log "fetching Gateway API $GATEWAY_API_VERSION CRDs"
+  local dir
+  dir="$(cd "$CACHE/src" && GOFLAGS=-mod=mod go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  mkdir -p "$out.tmp" && cp "$dir"/config/crd/standard/*.yaml "$out.tmp/" && rm -rf "$out" && mv "$out.tmp" "$out"
+}
+
 # link_current: $CACHE/path holds unversioned names (kubectl, ...) for PATH, pointing at this
 # checkout's versions.
 link_current() {
@@ -123,7 +134,8 @@ case "${1:-all}" in
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
-  all) build_etcd; build_kwok; build_kubernetes; link_current ;;
+  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; link_current ;;
+  gateway-api) fetch_gateway_api ;;
   *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 3 ;;
 esac
 echo "$BIN"

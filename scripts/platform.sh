@@ -152,6 +152,8 @@ up() {
     kube-scheduler-$KUBERNETES_VERSION kwok-$KWOK_VERSION; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b is missing: run scripts/build-platform.sh (or scripts/setup.sh) first"
   done
+  [[ -d "$CACHE/gateway-api-$GATEWAY_API_VERSION" ]] ||
+    die "the Gateway API CRDs are missing: run scripts/build-platform.sh (or scripts/setup.sh) first"
   mkdir -p "$STATE" "$LOGS"
   gen_certs
   local etcd_port etcd_peer api_port cm_port sched_port kwok_port
@@ -214,6 +216,8 @@ up() {
     --server-address "127.0.0.1:$kwok_port" --node-lease-duration-seconds 40 \
     --cidr 10.244.0.0/16 --node-ip 10.99.0.1
   create_nodes
+  log "installing the Gateway API $GATEWAY_API_VERSION CRDs (standard channel)"
+  kubectl --kubeconfig "$KUBECONFIG_PATH" apply --server-side -f "$CACHE/gateway-api-$GATEWAY_API_VERSION/" >/dev/null
   wait_for "$NODES Ready nodes" 120 all_nodes_ready
   wait_for "the default ServiceAccount" 120 kubectl --kubeconfig "$KUBECONFIG_PATH" -n default get serviceaccount default
   log "up: export KUBECONFIG=$KUBECONFIG_PATH"

@@ -8,6 +8,7 @@ mod crds;
 mod nodes;
 mod redis;
 mod rollout;
+mod routing;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
@@ -15,6 +16,7 @@ fn main() -> std::process::ExitCode {
         cli::bad_release_exits_1_then_undo_reuses_the_old_replica_set,
         cli::abort_retry_pause_resume_promote_full_restart,
         cli::usage_connection_errors_help_completion_and_lint,
+        cli::blue_green_promote_and_instant_undo,
         crds::invalid_apps_are_rejected_with_a_message_naming_the_field,
         crds::invalid_data_plane_resources_are_rejected,
         crds::valid_app_is_accepted_with_defaults_and_printer_columns,
@@ -34,5 +36,7 @@ fn main() -> std::process::ExitCode {
         rollout::operator_restart_resumes_during_step_and_pause,
         rollout::autoscaled_app_through_a_canary,
         rollout::abort_and_retry_by_annotation,
+        routing::nginx_canary_ingress_follows_each_step,
+        routing::gateway_http_route_weights_follow_each_step,
     ])
 }
