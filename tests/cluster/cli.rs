@@ -482,3 +482,39 @@ pub async fn usage_connection_errors_help_completion_and_lint(ctx: TestCtx) -> a
     ensure!(!imported.stdout.contains("EV[1:"), "no secret value in the output");
     Ok(())
 }
+
+const BLUE_GREEN: &str = "  route: {host: shop.authentify.test, ingressClassName: nginx}\n  strategy:\n    blueGreen:\n      previewHost: preview.shop.authentify.test\n      scaleDownDelaySeconds: 120\n";
+
+/// Blue-green through the plugin: `status --success-on-pause` returns when the preview waits for
+/// promotion, `get` shows the preview, `promote` switches, and `undo` inside the scale-down
+/// window switches back at once without new pods.
+pub async fn blue_green_promote_and_instant_undo(ctx: TestCtx) -> anyhow::Result<()> {
+    ctx.create_yaml::<App>(&app_yaml("shop", "registry.example.com/shop:1", 2, BLUE_GREEN)).await?;
+    expect(&ctx, 0, &["status", "shop", "--timeout", "90s"]).await?;
+    let blue = status_of(&ctx.api::<App>().get("shop").await?).stable_revision.context("stable")?;
+
+    expect(&ctx, 0, &["set", "image", "shop", "registry.example.com/shop:2"]).await?;
+    let waiting = expect(&ctx, 0, &["status", "shop", "--success-on-pause", "--timeout", "90s"]).await?;
+    ensure!(waiting.stdout.contains("waiting for promotion"), "{waiting}");
+    let view = expect(&ctx, 0, &["get", "app", "shop"]).await?;
+    ensure!(
+        view.stdout.contains("Strategy:   BlueGreen")
+            && view.stdout.contains("preview")
+            && view.stdout.contains("(until promoted or resumed)"),
+        "{view}"
+    );
+    expect(&ctx, 0, &["promote", "shop"]).await?;
+    expect(&ctx, 0, &["status", "shop", "--timeout", "90s"]).await?;
+    let green = status_of(&ctx.api::<App>().get("shop").await?).stable_revision.context("stable")?;
+    ensure!(green != blue, "promoted to the new revision");
+
+    let before = revisions(&ctx, "shop").await?;
+    let undo = expect(&ctx, 0, &["undo", "shop"]).await?;
+    ensure!(undo.stdout.contains(&blue), "{undo}");
+    let back = expect(&ctx, 0, &["status", "shop", "--timeout", "30s"]).await?;
+    ensure!(back.stdout.contains("is Healthy"), "{back}");
+    let app = ctx.api::<App>().get("shop").await?;
+    ensure!(status_of(&app).stable_revision.as_deref() == Some(blue.as_str()), "{:?}", app.status);
+    ensure!(revisions(&ctx, "shop").await? == before, "the switch back made no ReplicaSet");
+    Ok(())
+}
