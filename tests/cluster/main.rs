@@ -6,7 +6,9 @@ mod support;
 mod cli;
 mod crds;
 mod nodes;
+mod redis;
 mod rollout;
+mod routing;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
@@ -14,6 +16,7 @@ fn main() -> std::process::ExitCode {
         cli::bad_release_exits_1_then_undo_reuses_the_old_replica_set,
         cli::abort_retry_pause_resume_promote_full_restart,
         cli::usage_connection_errors_help_completion_and_lint,
+        cli::blue_green_promote_and_instant_undo,
         crds::invalid_apps_are_rejected_with_a_message_naming_the_field,
         crds::invalid_data_plane_resources_are_rejected,
         crds::valid_app_is_accepted_with_defaults_and_printer_columns,
@@ -21,6 +24,11 @@ fn main() -> std::process::ExitCode {
         crds::scale_subresource_sets_replicas,
         nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
         nodes::rbac_refuses_what_it_does_not_grant,
+        redis::external_reachable_and_unreachable_without_leaking_the_password,
+        redis::app_gets_the_connection_and_rolls_when_the_secret_changes,
+        redis::purge_on_promotion_deletes_exactly_the_matching_keys_once,
+        redis::in_cluster_objects_follow_the_spec,
+        redis::when_deleted_delete_removes_the_volumes_and_pending_pods_are_reported,
         rollout::canary_good_release_steps_pauses_and_promotes,
         rollout::canary_bad_release_rolls_back_by_itself,
         rollout::blue_green_manual_promote_then_instant_rollback,
@@ -28,5 +36,7 @@ fn main() -> std::process::ExitCode {
         rollout::operator_restart_resumes_during_step_and_pause,
         rollout::autoscaled_app_through_a_canary,
         rollout::abort_and_retry_by_annotation,
+        routing::nginx_canary_ingress_follows_each_step,
+        routing::gateway_http_route_weights_follow_each_step,
     ])
 }
