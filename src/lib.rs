@@ -6,6 +6,7 @@
 // duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod analysis;
 pub mod api;
 pub mod cli;
 pub mod controllers;

@@ -312,7 +312,14 @@ async fn publish(ctx: &Context, app: &App, note: &rollout::Note) {
         action: "Reconcile".into(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+    // kube's Recorder folds Events of the same reason into one series that keeps the first note;
+    // each rollout transition is its own sentence (a second RolloutStarted names a new image),
+    // so every Event gets a fresh recorder. Transitions are few, so nothing floods.
+    let recorder = kube::runtime::events::Recorder::new(
+        ctx.client.clone(),
+        kube::runtime::events::Reporter { controller: super::FIELD_MANAGER.into(), instance: None },
+    );
+    if let Err(error) = recorder.publish(&event, &app.object_ref(&())).await {
         warn!(app = %app.name_any(), %error, "could not record an event");
     }
 }
