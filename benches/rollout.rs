@@ -41,7 +41,9 @@ struct Operator {
 
 impl Operator {
     fn start(kubeconfig: &std::path::Path) -> anyhow::Result<Self> {
-        let bin = std::env::var_os("AUTHENTIFY_OPERATOR_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        // Beside this benchmark's own executable (target/release/deps/..) unless told otherwise.
+        let beside = std::env::current_exe().ok().and_then(|p| p.parent()?.parent().map(|d| d.join("authentify-operator")));
+        let bin = std::env::var_os("AUTHENTIFY_OPERATOR_BIN").map(PathBuf::from).or(beside).unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/authentify-operator")
         });
         if !bin.is_file() {
