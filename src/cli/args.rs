@@ -141,7 +141,7 @@ pub enum Command {
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Check App, Redis, AtlasConnection and EdgeCache manifests offline: schema and CEL rules.
+    /// Check App, Redis, AtlasConnection, EdgeCache and AnalysisTemplate manifests offline: schema and CEL rules.
     #[command(after_help = "Example:\n  kubectl authentify lint environments/production/*.yaml")]
     Lint {
         /// YAML files, each with one or more documents.

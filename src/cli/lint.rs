@@ -1,7 +1,7 @@
-//! Offline `lint`: checks App, Redis, AtlasConnection and EdgeCache manifests the way the API
-//! server would — the CRD's structural schema (after its defaults), the CEL rules, and that the
-//! document deserializes into our Rust types — and points each problem at file, document and
-//! field. Pure apart from reading the files in [`run`]; it never contacts a cluster.
+//! Offline `lint`: checks App, Redis, AtlasConnection, EdgeCache and AnalysisTemplate manifests
+//! the way the API server would — the CRD's structural schema (after its defaults), the CEL rules,
+//! and that the document deserializes into our Rust types — and points each problem at file,
+//! document and field. Pure apart from reading the files in [`run`]; it never contacts a cluster.
 
 use std::path::Path;
 
@@ -37,6 +37,7 @@ fn typed(kind: &str, value: Value) -> Result<(), String> {
         "Redis" => serde_json::from_value::<api::Redis>(value).map(|_| ()),
         "AtlasConnection" => serde_json::from_value::<api::AtlasConnection>(value).map(|_| ()),
         "EdgeCache" => serde_json::from_value::<api::EdgeCache>(value).map(|_| ()),
+        "AnalysisTemplate" => serde_json::from_value::<api::AnalysisTemplate>(value).map(|_| ()),
         _ => Ok(()),
     };
     r.map_err(|e| e.to_string())
@@ -68,7 +69,9 @@ pub fn lint_value(document: usize, value: &Value) -> Vec<Finding> {
     let Some(schema) = schema_of(&kind) else {
         return vec![finding(
             "kind",
-            format!("{kind:?} is not a kind of {GROUP}: use App, Redis, AtlasConnection or EdgeCache"),
+            format!(
+                "{kind:?} is not a kind of {GROUP}: use App, Redis, AtlasConnection, EdgeCache or AnalysisTemplate"
+            ),
         )];
     };
     let mut out = vec![];
