@@ -1,3 +1,4 @@
+SHELL := /bin/bash
 # Entry points. `make up` brings up the local platform and runs the operator on it; `make test`
 # runs the whole test suite (what CI runs).
 .PHONY: up test down setup crds bench
@@ -21,5 +22,6 @@ crds:
 # Benchmarks on the local control plane; each prints one JSON object as its last line.
 bench:
 	cargo build --release -p authentify-operator
-	cargo bench --bench rollout 2>&1 | tee target/bench-rollout.log
+	mkdir -p target docs/benchmarks
+	set -o pipefail; cargo bench --bench rollout 2>&1 | tee target/bench-rollout.log
 	tail -n 1 target/bench-rollout.log > docs/benchmarks/rollout.json

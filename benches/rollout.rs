@@ -42,10 +42,13 @@ struct Operator {
 impl Operator {
     fn start(kubeconfig: &std::path::Path) -> anyhow::Result<Self> {
         // Beside this benchmark's own executable (target/release/deps/..) unless told otherwise.
-        let beside = std::env::current_exe().ok().and_then(|p| p.parent()?.parent().map(|d| d.join("authentify-operator")));
-        let bin = std::env::var_os("AUTHENTIFY_OPERATOR_BIN").map(PathBuf::from).or(beside).unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/authentify-operator")
-        });
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent()?.parent().map(|d| d.join("authentify-operator")));
+        let bin =
+            std::env::var_os("AUTHENTIFY_OPERATOR_BIN").map(PathBuf::from).or(beside).unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/authentify-operator")
+            });
         if !bin.is_file() {
             bail!(
                 "{} is missing: build it with `cargo build --release -p authentify-operator`",
