@@ -154,7 +154,9 @@ async fn main() -> anyhow::Result<()> {
     let promotes = (env_num("BENCH_PROMOTES", 200) as usize).min(n);
     let idle_secs = env_num("BENCH_IDLE_SECS", 300);
 
-    let mut platform = platform::Platform::start("bench-platform")?;
+    // 110 pods fit on a kwok node: room for every App's pods plus the canaries.
+    let nodes = u32::try_from((n * 3).div_ceil(100)).unwrap_or(u32::MAX).max(3);
+    let mut platform = platform::Platform::start_with_nodes("bench-platform", nodes)?;
     let state = platform
         .state()
         .map(PathBuf::from)

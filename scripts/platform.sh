@@ -4,6 +4,7 @@
 # the nodes and pods.
 #
 #   scripts/platform.sh up     [--state DIR] [--nodes N]   start (or reuse) it; prints the kubeconfig path
+#                                                         (N fake nodes of 110 pods, default 3)
 #   scripts/platform.sh down   [--state DIR]               stop it and delete its state
 #   scripts/platform.sh status [--state DIR]               exit 0 when its API server answers
 #   scripts/platform.sh env    [--state DIR]               print `export KUBECONFIG=...`
@@ -19,7 +20,7 @@ CACHE="${AUTHENTIFY_CACHE:-$HOME/.cache/authentify}"
 BIN="$CACHE/bin"
 export PATH="$CACHE/path:$PATH"
 STATE="${AUTHENTIFY_PLATFORM_STATE:-$ROOT/.local/platform}"
-NODES=3
+NODES="${AUTHENTIFY_PLATFORM_NODES:-3}"
 CMD="${1:-}"
 shift || true
 while [[ $# -gt 0 ]]; do

@@ -168,17 +168,7 @@ pub async fn run_app_controller(
         .watches_stream(pod_stream, |pod: Pod| to_app(&pod))
         .graceful_shutdown_on(shutdown)
         .run(app::reconcile, app::error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(
-                kube::runtime::controller::Error::ObjectNotFound(_)
-                | kube::runtime::controller::Error::ReconcilerFailed(..),
-            ) = &result
-            {
-                // Logged by the error policy, or a deleted object: nothing to add.
-            } else if let Err(e) = result {
-                warn!(error = %e, "App controller error");
-            }
-        })
+        .for_each(|result| log_result("App", result))
         .await;
     info!("App controller stopped");
 }
@@ -196,6 +186,67 @@ pub async fn run(
         Box::pin(redis::run(client.clone(), shutdown.clone())),
     ];
     futures::future::join_all(controllers).await;
+}
+
+/// Applies `desired` (server-side apply) unless the live object already holds every field of it,
+/// so an unchanged object costs a read, never a write. True when it wrote.
+pub async fn ensure<K>(api: &Api<K>, desired: &K) -> Result<bool, Error>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let name = desired.meta().name.clone().unwrap_or_default();
+    if let Some(live) = api.get_opt(&name).await? {
+        let (live, want) = (serde_json::to_value(&live)?, serde_json::to_value(desired)?);
+        if json_contains(&live, &want) {
+            return Ok(false);
+        }
+    }
+    api.patch(&name, &apply_params(), &kube::api::Patch::Apply(desired)).await?;
+    Ok(true)
+}
+
+/// Deletes `name`; an object already gone is fine.
+pub async fn delete_if_exists<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &kube::api::DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes `name` if it exists and the operator manages it (never someone else's object).
+pub async fn delete_owned<K>(api: &Api<K>, name: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if let Some(obj) = api.get_opt(name).await?
+        && obj.meta().labels.as_ref().and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some(MANAGER)
+    {
+        delete_if_exists(api, name).await?;
+    }
+    Ok(())
+}
+
+/// Logs what a controller's stream yields that its error policy did not already log.
+pub async fn log_result<K, E>(
+    kind: &'static str,
+    result: Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) where
+    K: Resource,
+    E: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as ControllerError;
+    match result {
+        // Logged by the error policy, or an object deleted meanwhile: nothing to add.
+        Ok(_) | Err(ControllerError::ObjectNotFound(_) | ControllerError::ReconcilerFailed(..)) => {}
+        Err(e) => warn!(%kind, error = %e, "controller error"),
+    }
 }
 
 /// Default pause between retries of a failed reconcile.

@@ -14,16 +14,14 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, DynamicObject, Patch};
+use kube::api::{DynamicObject, Patch};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
-use self::build::{Connections, MANAGER};
-use super::{Context, Error, apply_params, json_contains};
+use self::build::Connections;
+use super::{Context, Error, apply_params, delete_if_exists, delete_owned, ensure, json_contains};
 use crate::api::App;
 use crate::rollout::{self, Input, JobKind, Observed, Plan};
 use crate::traffic;
@@ -231,7 +229,9 @@ async fn apply_plan(
 
     let hpa_api: Api<HorizontalPodAutoscaler> = Api::namespaced(ctx.client.clone(), ns);
     match build::hpa(app) {
-        Some(hpa) => ensure(&hpa_api, &hpa).await?,
+        Some(hpa) => {
+            ensure(&hpa_api, &hpa).await?;
+        }
         None => delete_owned(&hpa_api, &app.name_any()).await?,
     }
 
@@ -244,22 +244,6 @@ async fn apply_plan(
             jobs.patch(&job.name_any(), &apply_params(), &Patch::Apply(&job)).await?;
         }
     }
-    Ok(())
-}
-
-/// Applies `desired` unless the live object already holds every field of it (no idle writes).
-async fn ensure<K>(api: &Api<K>, desired: &K) -> Result<(), Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let name = desired.meta().name.clone().unwrap_or_default();
-    if let Some(live) = api.get_opt(&name).await? {
-        let (live, want) = (serde_json::to_value(&live)?, serde_json::to_value(desired)?);
-        if json_contains(&live, &want) {
-            return Ok(());
-        }
-    }
-    api.patch(&name, &apply_params(), &Patch::Apply(desired)).await?;
     Ok(())
 }
 
@@ -276,31 +260,6 @@ async fn ensure_dynamic(api: &Api<DynamicObject>, desired: &DynamicObject) -> Re
     body["apiVersion"] = serde_json::json!("gateway.networking.k8s.io/v1");
     body["kind"] = serde_json::json!("HTTPRoute");
     api.patch(&name, &apply_params(), &Patch::Apply(&body)).await?;
-    Ok(())
-}
-
-async fn delete_if_exists<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::background()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Deletes `name` if it exists and the operator manages it.
-async fn delete_owned<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    if let Some(obj) = api.get_opt(name).await?
-        && obj.meta().labels.as_ref().and_then(|l| l.get(build::MANAGED_BY)).map(String::as_str)
-            == Some(MANAGER)
-    {
-        delete_if_exists(api, name).await?;
-    }
     Ok(())
 }
 

@@ -24,20 +24,18 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tracing::{debug, info, warn};
 
 use self::build::Names;
 use self::decide::{Note, Observed, SetState};
 use super::app::build::{MANAGED_BY, MANAGER, hash_secret_data};
-use super::{Error, FIELD_MANAGER, apply_params, json_contains};
+use super::{Error, FIELD_MANAGER, apply_params, delete_owned, ensure};
 use crate::api::App;
 use crate::api::redis::{PurgeRecord, Redis, RedisMode, Storage};
 use crate::providers::redis::{self as provider, Endpoint, Password};
@@ -75,17 +73,7 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(
-                kube::runtime::controller::Error::ObjectNotFound(_)
-                | kube::runtime::controller::Error::ReconcilerFailed(..),
-            ) = &result
-            {
-                // A deleted object, or logged by the error policy.
-            } else if let Err(e) = result {
-                warn!(error = %e, "Redis controller error");
-            }
-        })
+        .for_each(|result| super::log_result("Redis", result))
         .await;
     info!("Redis controller stopped");
 }
@@ -481,39 +469,6 @@ async fn purge_due(
         }
     }
     records
-}
-
-/// Applies `desired` unless the live object already holds every field of it. True when it wrote.
-async fn ensure<K>(api: &Api<K>, desired: &K) -> Result<bool, Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let name = desired.meta().name.clone().unwrap_or_default();
-    if let Some(live) = api.get_opt(&name).await? {
-        let (live, want) = (serde_json::to_value(&live)?, serde_json::to_value(desired)?);
-        if json_contains(&live, &want) {
-            return Ok(false);
-        }
-    }
-    api.patch(&name, &apply_params(), &Patch::Apply(desired)).await?;
-    Ok(true)
-}
-
-/// Deletes `name` if it exists and the operator manages it.
-async fn delete_owned<K>(api: &Api<K>, name: &str) -> Result<(), Error>
-where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
-{
-    if let Some(obj) = api.get_opt(name).await?
-        && obj.meta().labels.as_ref().and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some(MANAGER)
-    {
-        match api.delete(name, &DeleteParams::background()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
 }
 
 async fn publish(ctx: &Context, redis: &Redis, note: &Note) {

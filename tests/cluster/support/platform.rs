@@ -24,7 +24,14 @@ fn platform_script() -> PathBuf {
 impl Platform {
     /// Reuses the control plane of `AUTHENTIFY_TEST_KUBECONFIG` when set, else starts a fresh one
     /// whose state lives under the cargo target directory in `state_name`.
+    #[allow(dead_code)] // the benchmark uses start_with_nodes
     pub fn start(state_name: &str) -> anyhow::Result<Self> {
+        Self::start_with_nodes(state_name, 3)
+    }
+
+    /// [`Platform::start`] with `nodes` fake nodes (110 pods each).
+    #[allow(dead_code)] // the tests use start
+    pub fn start_with_nodes(state_name: &str, nodes: u32) -> anyhow::Result<Self> {
         if let Ok(path) = std::env::var("AUTHENTIFY_TEST_KUBECONFIG") {
             let kubeconfig = PathBuf::from(path);
             if !kubeconfig.is_file() {
@@ -36,7 +43,7 @@ impl Platform {
         let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(state_name);
         eprintln!("[cluster tests] starting a control plane in {}", state.display());
         let out = Command::new(platform_script())
-            .args(["up", "--state"])
+            .args(["up", "--nodes", &nodes.to_string(), "--state"])
             .arg(&state)
             .output()
             .context("running scripts/platform.sh up")?;
