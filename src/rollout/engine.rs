@@ -239,6 +239,11 @@ impl<'a> Decider<'a> {
             record.finished_at = Some(ts(self.now));
             record.outcome = "Superseded".into();
         }
+        if desired == stable {
+            // Back to the stable revision (an undo after an abort, say): nothing rolls out.
+            self.note(false, "RolledBack", format!("back on the stable revision {desired}"));
+            return;
+        }
         self.st.current_revision = Some(desired.to_string());
         self.st.current_step_index = Some(0);
         self.st.canary_weight = None;
@@ -374,6 +379,9 @@ impl<'a> Decider<'a> {
         {
             self.phase = AppPhase::Healthy;
             self.message = format!("revision {stable} serves with {ready}/{} pods ready", self.total);
+            if self.spec.paused {
+                self.message.push_str("; the App is paused: a new revision will wait until it is resumed");
+            }
         } else if !self.observed.pods_to_restart.is_empty() {
             self.phase = AppPhase::Progressing;
             self.message =

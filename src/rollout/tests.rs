@@ -720,3 +720,32 @@ fn replica_weighting_has_no_router_plan() {
     let w = deployed(CANARY);
     assert_eq!(w.last.as_ref().and_then(|p| p.traffic), None);
 }
+
+#[test]
+fn undo_to_the_stable_revision_after_an_abort_closes_the_rollout() {
+    let mut w = deployed(CANARY);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.control(ABORT);
+    w.run_until(&[AppPhase::Degraded]);
+    w.set_image("img:1");
+    let back = w.run_until(&[AppPhase::Healthy]);
+    assert!(
+        back.status.history.iter().all(|h| h.finished_at.is_some()),
+        "no dangling record: {:?}",
+        back.status.history
+    );
+    assert_eq!(back.status.history[0].revision, "r-2");
+    assert_eq!(back.status.history[0].outcome, "Aborted");
+    assert!(!back.status.abort);
+    assert_eq!(w.replicas("r-2"), 0);
+}
+
+#[test]
+fn a_paused_healthy_app_says_so() {
+    let mut w = deployed(CANARY);
+    w.spec.paused = true;
+    let plan = w.tick();
+    assert_eq!(plan.status.phase, Some(AppPhase::Healthy));
+    assert!(plan.status.message.unwrap_or_default().contains("paused"));
+}
