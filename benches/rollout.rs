@@ -266,8 +266,10 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("[bench] promote latency p50 {p50:.1} ms, p99 {p99:.1} ms over {}", latencies.len());
     let promoted: std::collections::HashSet<&String> = names.iter().take(promotes).collect();
     wait_all(&apps, n, "settled", Duration::from_secs(600), |a| {
+        // Settled: Healthy with the old revision's pods gone (they end after the promotion).
         if promoted.contains(&a.name_any()) {
             phase(a) == Some(AppPhase::Healthy)
+                && a.status.as_ref().and_then(|s| s.ready.clone()).as_deref() == Some("2/2")
         } else {
             phase(a) == Some(AppPhase::Paused)
         }

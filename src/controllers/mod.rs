@@ -161,8 +161,16 @@ pub async fn run_app_controller(
         metrics,
         clock: app::system_clock,
     });
-    let apps = Api::<App>::all(client.clone());
-    Controller::new(apps, watcher::Config::default().any_semantic())
+    // Apps come through a reflector of our own so their managedFields can be dropped from the cache.
+    let (app_store, app_writer) = reflector::store::<App>();
+    let app_stream = reflector::reflector(
+        app_writer,
+        watcher(Api::<App>::all(client.clone()), watcher::Config::default().any_semantic())
+            .modify(|a: &mut App| a.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+    Controller::for_stream(app_stream, app_store)
         .owns_stream(rs_stream)
         .owns_stream(job_stream)
         .watches_stream(pod_stream, |pod: Pod| to_app(&pod))

@@ -240,7 +240,9 @@ impl<'a> Decider<'a> {
             record.outcome = "Superseded".into();
         }
         if desired == stable {
-            // Back to the stable revision (an undo after an abort, say): nothing rolls out.
+            // Back to the stable revision (an undo after an abort, say): nothing rolls out; the
+            // history records the return, finished at once.
+            self.push_history(desired, "RolledBack", true);
             self.note(false, "RolledBack", format!("back on the stable revision {desired}"));
             return;
         }

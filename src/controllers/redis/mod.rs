@@ -28,7 +28,7 @@ use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -67,10 +67,20 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
     Controller::new(Api::<Redis>::all(client.clone()), watcher::Config::default().any_semantic())
         .owns(Api::<StatefulSet>::all(client.clone()), managed())
         .owns(Api::<Secret>::all(client.clone()), managed())
-        .watches(Api::<App>::all(client.clone()), watcher::Config::default(), |app: App| {
-            let name = app.spec.connections.as_ref()?.redis.clone()?;
-            Some(ObjectRef::<Redis>::new(&name).within(app.namespace().as_deref()?))
-        })
+        .watches_stream(
+            // Apps only map to their Redis here: keep nothing of them but what the mapper reads.
+            watcher(Api::<App>::all(client.clone()), watcher::Config::default())
+                .modify(|app: &mut App| {
+                    app.managed_fields_mut().clear();
+                    app.status = None;
+                })
+                .default_backoff()
+                .touched_objects(),
+            |app: App| {
+                let name = app.spec.connections.as_ref()?.redis.clone()?;
+                Some(ObjectRef::<Redis>::new(&name).within(app.namespace().as_deref()?))
+            },
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| super::log_result("Redis", result))
