@@ -286,7 +286,7 @@ async fn publish(ctx: &Context, app: &App, note: &rollout::Note) {
 /// How long to wait before retrying a failed reconcile.
 pub fn error_policy(app: Arc<App>, error: &Error, _ctx: Arc<Context>) -> Action {
     warn!(app = %app.name_any(), namespace = ?app.namespace(), category = error.category(), %error, "reconcile failed; retrying");
-    Action::requeue(Duration::from_secs(5))
+    Action::requeue(super::RETRY_AFTER)
 }
 
 /// The clock the controller uses (injected for tests).
