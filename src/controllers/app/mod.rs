@@ -6,7 +6,7 @@ pub mod observe;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -126,7 +126,10 @@ async fn connections(app: &App, ctx: &Context, ns: &str) -> Result<(Connections,
     let Some(c) = &app.spec.connections else { return Ok((Connections::default(), None)) };
     let mut wanted: Vec<(String, String)> = vec![];
     if let Some(redis) = &c.redis {
-        wanted.push((format!("{redis}-redis"), format!("Redis {redis}")));
+        wanted.push((
+            crate::controllers::redis::build::connection_secret_name(redis),
+            format!("Redis {redis}"),
+        ));
     }
     if let Some(mongo) = &c.mongodb {
         wanted.push((format!("{mongo}-mongodb"), format!("AtlasConnection {mongo}")));
