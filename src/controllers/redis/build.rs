@@ -69,7 +69,7 @@ impl Names {
     }
     /// The connection Secret Apps read (`App.spec.connections.redis`).
     pub fn connection_secret(&self) -> String {
-        format!("{}-redis", self.redis)
+        connection_secret_name(&self.redis)
     }
     /// The Secret holding the generated password (in-cluster modes).
     pub fn password_secret(&self) -> String {
@@ -723,4 +723,9 @@ pub fn connection_secret(redis: &Redis, names: &Names, endpoint: &Endpoint) -> S
         data: Some(data.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))).collect()),
         ..Secret::default()
     }
+}
+
+/// Name of the connection Secret a Redis publishes for Apps (`App.spec.connections.redis`).
+pub fn connection_secret_name(redis: &str) -> String {
+    format!("{redis}-redis")
 }

@@ -394,6 +394,11 @@ impl AtlasClient {
         http::endpoint(&self.base, segments, query)
     }
 
+    /// URL of one database user.
+    fn user_url(&self, group_id: &str, database_name: &str, username: &str) -> Url {
+        self.url(&["api", "atlas", "v2", "groups", group_id, "databaseUsers", database_name, username], &[])
+    }
+
     fn secrets(&self) -> Vec<&str> {
         match &self.config.credentials {
             AtlasCredentials::ApiKey { private_key, .. } => vec![private_key.expose()],
@@ -692,10 +697,7 @@ impl AtlasApi for AtlasClient {
             let operation = format!("read database user {username} in project {group_id}");
             let call = Call {
                 method: Method::GET,
-                url: self.url(
-                    &["api", "atlas", "v2", "groups", group_id, "databaseUsers", database_name, username],
-                    &[],
-                ),
+                url: self.user_url(group_id, database_name, username),
                 accept: V2023_01_01,
                 body: None,
                 operation: &operation,
@@ -746,10 +748,7 @@ impl AtlasApi for AtlasClient {
             let operation = format!("delete database user {username} in project {group_id}");
             let call = Call {
                 method: Method::DELETE,
-                url: self.url(
-                    &["api", "atlas", "v2", "groups", group_id, "databaseUsers", database_name, username],
-                    &[],
-                ),
+                url: self.user_url(group_id, database_name, username),
                 accept: V2023_01_01,
                 body: None,
                 operation: &operation,
