@@ -123,6 +123,42 @@ fetch_gateway_api() {
   mkdir -p "$out.tmp" && cp "$dir"/config/crd/standard/*.yaml "$out.tmp/" && rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# build_ferretdb: FerretDB (MongoDB wire protocol on SQLite) for the Atlas connection check. Its
+# version package panics without build/version/version.txt, which `bin/task gen-version` writes
+# and the module download lacks (so plain `go install` crashes); the wrapper module replaces
+# FerretDB with a copy of the downloaded module that has the file.
+build_ferretdb() {
+  local out="$BIN/ferretdb-$FERRETDB_VERSION"
+  [[ -x "$out" ]] && return 0
+  log "building FerretDB $FERRETDB_VERSION"
+  local dir="$CACHE/src/ferretdb-$FERRETDB_VERSION"
+  rm -rf "$dir" && mkdir -p "$dir"
+  local src
+  src="$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
+  cp -r "$src" "$dir/ferretdb" && chmod -R u+w "$dir/ferretdb"
+  echo "$FERRETDB_VERSION" >"$dir/ferretdb/build/version/version.txt"
+  cat >"$dir/go.mod" <<MOD
+module authentify.local/ferretdbwrapper
+
+go 1.26
+
+require github.com/FerretDB/FerretDB $FERRETDB_VERSION
+
+replace github.com/FerretDB/FerretDB => ./ferretdb
+MOD
+  cat >"$dir/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import _ "github.com/FerretDB/FerretDB/cmd/ferretdb"
+GO
+  (cd "$dir" &&
+    go mod tidy &&
+    go build -trimpath -tags tools,ferretdb_no_postgresql -ldflags "-s -w" -o "$out.tmp" github.com/FerretDB/FerretDB/cmd/ferretdb &&
+    mv "$out.tmp" "$out")
+}
+
 # link_current: $CACHE/path holds unversioned names (kubectl, ...) for PATH, pointing at this
 # checkout's versions.
 link_current() {
@@ -134,7 +170,8 @@ case "${1:-all}" in
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
-  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; link_current ;;
+  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; build_ferretdb; link_current ;;
+  ferretdb) build_ferretdb ;;
   gateway-api) fetch_gateway_api ;;
   *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 3 ;;
 esac

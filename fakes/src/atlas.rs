@@ -147,6 +147,23 @@ impl AtlasFake {
         }
     }
 
+    /// Points a cluster's connection strings elsewhere (a local MongoDB wire-protocol server in
+    /// tests): `standard`, and `standardSrv` when given (dropped otherwise).
+    pub fn set_connection_strings(&self, group_id: &str, name: &str, standard: &str, srv: Option<&str>) {
+        if let Some(c) = self.state().clusters.get_mut(&(group_id.to_string(), name.to_string())) {
+            let mut strings = json!({"standard": standard});
+            if let Some(srv) = srv {
+                strings["standardSrv"] = Value::from(srv);
+            }
+            c["connectionStrings"] = strings;
+        }
+    }
+
+    /// Every database user of a project (user names).
+    pub fn usernames(&self, group_id: &str) -> Vec<String> {
+        self.state().users.keys().filter(|(g, _, _)| g == group_id).map(|(_, _, u)| u.clone()).collect()
+    }
+
     /// A stored database user as Atlas would answer it.
     pub fn user(&self, group_id: &str, database_name: &str, username: &str) -> Option<Value> {
         self.state().users.get(&(group_id.into(), database_name.into(), username.into())).cloned()

@@ -167,10 +167,14 @@ pub struct AtlasConnectionStatus {
     /// When the password was last rotated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rotation_time: Option<Timestamp>,
+    /// Token of the last `platform.authentify.it/rotate` annotation acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_token: Option<String>,
     /// Access list entries the operator added (and will remove).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned_access_list_entries: Vec<String>,
-    /// Ready and Reachable.
+    /// Ready, Connected (the ping of the published URI) and Rotating (an old user waits for
+    /// the Apps to run the new credentials).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The `metadata.generation` this status describes.

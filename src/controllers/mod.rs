@@ -3,6 +3,7 @@
 //! metrics, events), errors with a bounded category, and the wiring that runs them.
 
 pub mod app;
+pub mod atlas;
 pub mod metrics;
 pub mod redis;
 
@@ -192,6 +193,7 @@ pub async fn run(
     let controllers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![
         Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone())),
         Box::pin(redis::run(client.clone(), shutdown.clone())),
+        Box::pin(atlas::run(client.clone(), shutdown.clone())),
     ];
     futures::future::join_all(controllers).await;
 }

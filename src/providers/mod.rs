@@ -1,4 +1,4 @@
-//! Clients for services outside the cluster (MongoDB Atlas, Cloudflare), behind traits so that
+//! Clients for services outside the cluster (MongoDB Atlas, Cloudflare, a MongoDB ping), behind traits so that
 //! controllers can be tested with fakes.
 //!
 //! This module decides how the operator talks to those services (authentication, retries, rate
@@ -8,4 +8,5 @@
 pub mod atlas;
 pub mod cloudflare;
 pub mod http;
+pub mod mongodb;
 pub mod redis;

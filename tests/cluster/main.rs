@@ -3,6 +3,7 @@
 
 mod support;
 
+mod atlas;
 mod cli;
 mod crds;
 mod nodes;
@@ -12,6 +13,11 @@ mod routing;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
+        atlas::secret_published_and_wired_into_an_app,
+        atlas::rotation_deletes_the_old_user_only_after_the_app_is_healthy_on_the_new_revision,
+        atlas::deletion_removes_what_the_operator_created_unless_kept,
+        atlas::wrong_or_missing_atlas_credentials_are_clear_conditions,
+        atlas::ping_against_ferretdb_succeeds_and_fails_clearly,
         cli::ship_watch_promote_with_status_exit_codes,
         cli::bad_release_exits_1_then_undo_reuses_the_old_replica_set,
         cli::abort_retry_pause_resume_promote_full_restart,

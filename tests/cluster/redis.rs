@@ -4,9 +4,7 @@
 //! objects (StatefulSets, Services, Secrets, PDBs, config, volumes) and how they follow the spec.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
@@ -23,7 +21,8 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
-use crate::support::{TestCtx, operator, poll_until};
+use crate::support::logs::{capture_logs, logs};
+use crate::support::{TestCtx, free_port, operator, poll_until};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -42,10 +41,6 @@ impl Drop for RedisServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 impl RedisServer {
@@ -109,56 +104,6 @@ impl RedisServer {
             cursor = next;
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Captured operator logs: a minimal global tracing subscriber that keeps every INFO+ line of the
-// operator's crate, so tests can check that no password ever reaches a log.
-
-struct Capture;
-
-fn captured() -> &'static Mutex<String> {
-    static LOGS: OnceLock<Mutex<String>> = OnceLock::new();
-    LOGS.get_or_init(|| Mutex::new(String::new()))
-}
-
-struct Fields<'a>(&'a mut String);
-
-impl tracing::field::Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-        self.0.push_str(&format!(" {}={value:?}", field.name()));
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
-        *meta.level() <= tracing::Level::DEBUG && meta.target().starts_with("authentify")
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut line = format!("{} {}", event.metadata().level(), event.metadata().target());
-        event.record(&mut Fields(&mut line));
-        if let Ok(mut logs) = captured().lock() {
-            logs.push_str(&line);
-            logs.push('\n');
-        }
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
-/// Installs the capturing subscriber (once per process).
-fn capture_logs() {
-    static INSTALLED: OnceLock<bool> = OnceLock::new();
-    INSTALLED.get_or_init(|| tracing::subscriber::set_global_default(Capture).is_ok());
-}
-
-fn logs() -> String {
-    captured().lock().map(|l| l.clone()).unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use self::build::Connections;
 use super::{Context, Error, apply_params, delete_if_exists, delete_owned, ensure, json_contains};
 use crate::api::App;
+use crate::api::atlas::AtlasConnection;
 use crate::rollout::{self, Input, JobKind, Observed, Plan};
 use crate::traffic;
 
@@ -43,7 +44,7 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
     let now = (ctx.clock)();
 
     // Observe.
-    let (connections, invalid) = connections(app, ctx, &ns).await?;
+    let (connections, invalid) = connections(app, &ctx.client, &ns).await?;
     let (template, desired) = build::pod_template(app, &connections);
     let replica_sets = ctx.stores.replica_sets.state();
     let pods = ctx.stores.pods.state();
@@ -122,7 +123,12 @@ fn health_verdict(app: &App, desired: &str, replica_sets: &[Arc<ReplicaSet>]) ->
 }
 
 /// Names and hash of the connection Secrets. A missing Secret makes the spec unusable for now.
-async fn connections(app: &App, ctx: &Context, ns: &str) -> Result<(Connections, Option<String>), Error> {
+/// The AtlasConnection controller calls it too, to know the revision an App should run.
+pub async fn connections(
+    app: &App,
+    client: &kube::Client,
+    ns: &str,
+) -> Result<(Connections, Option<String>), Error> {
     let Some(c) = &app.spec.connections else { return Ok((Connections::default(), None)) };
     let mut wanted: Vec<(String, String)> = vec![];
     if let Some(redis) = &c.redis {
@@ -132,9 +138,13 @@ async fn connections(app: &App, ctx: &Context, ns: &str) -> Result<(Connections,
         ));
     }
     if let Some(mongo) = &c.mongodb {
-        wanted.push((format!("{mongo}-mongodb"), format!("AtlasConnection {mongo}")));
+        let conn = Api::<AtlasConnection>::namespaced(client.clone(), ns).get_opt(mongo).await?;
+        wanted.push((
+            crate::controllers::atlas::build::secret_name_for_app(mongo, conn.as_ref()),
+            format!("AtlasConnection {mongo}"),
+        ));
     }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
     let mut found = vec![];
     for (name, owner) in &wanted {
         match api.get_opt(name).await? {

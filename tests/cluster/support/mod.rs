@@ -2,6 +2,7 @@
 //! CRDs installed once, a namespace per test, and waits with deadlines that explain themselves on
 //! timeout (the object, its events and its children).
 
+pub mod logs;
 pub mod operator;
 pub mod platform;
 
@@ -100,6 +101,11 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A free TCP port on 127.0.0.1 (for a server a test starts).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// The kubectl built with the platform (same version as the API server) when present, else PATH's.
