@@ -137,6 +137,14 @@ build_ferretdb() {
   src="$(cd "$dir" && GOFLAGS=-mod=mod go mod download -json "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')"
   cp -r "$src" "$dir/ferretdb" && chmod -R u+w "$dir/ferretdb"
   echo "$FERRETDB_VERSION" >"$dir/ferretdb/build/version/version.txt"
+  # FerretDB 1.24 ignores saslStart's skipEmptyExchange and answers the SCRAM client-final with
+  # done=false; MongoDB 4.4+ (so Atlas) honours it, and the Rust driver requires it. Answer as
+  # MongoDB does: done as soon as the conversation is valid.
+  local sasl="$dir/ferretdb/internal/handler/msg_saslcontinue.go"
+  sed -i 's|"done", valid, // for compatibility.*|"done", conv.Valid(), // authentify: skipEmptyExchange, as MongoDB answers|' "$sasl"
+  sed -i 's|^\th.L.DebugContext(connCtx, "saslContinue: step succeed", attrs...)|\tif conv.Valid() {\n\t\tconninfo.Get(connCtx).SetBypassBackendAuth()\n\t}\n\n&|' "$sasl"
+  grep -q 'authentify: skipEmptyExchange' "$sasl" && [[ "$(grep -c SetBypassBackendAuth "$sasl")" == 2 ]] ||
+    { log "could not patch $sasl"; return 1; }
   cat >"$dir/go.mod" <<MOD
 module authentify.local/ferretdbwrapper
 

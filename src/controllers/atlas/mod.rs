@@ -487,7 +487,10 @@ async fn serve(
         if !retirement.delete.is_empty() {
             st.users.retain(|u| !retirement.delete.contains(u));
             passwords.retain(|u, _| st.users.contains(u));
-            ensure(&secrets, &build::passwords_secret(conn, &passwords)).await?;
+            // Applied, not `ensure`d: a live Secret with extra keys holds every wanted one, and
+            // only an apply without them removes them.
+            let kept = build::passwords_secret(conn, &passwords);
+            secrets.patch(&kept.name_any(), &apply_params(), &Patch::Apply(&kept)).await?;
         }
         observed.retiring = retirement.waiting;
     }
