@@ -10,3 +10,4 @@ pub mod cloudflare;
 pub mod http;
 pub mod mongodb;
 pub mod redis;
+pub mod webhook;
