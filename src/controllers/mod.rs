@@ -259,6 +259,55 @@ pub async fn log_result<K, E>(
     }
 }
 
+/// Sets the annotation `key: value` on each named App of `ns` (merge patch), so it reconciles and
+/// reads its connection Secrets again; an App deleted meanwhile is skipped.
+pub async fn mark_apps(
+    client: &Client,
+    ns: &str,
+    names: &[String],
+    key: &str,
+    value: &str,
+) -> Result<(), Error> {
+    let api: Api<App> = Api::namespaced(client.clone(), ns);
+    for app in names {
+        let patch = serde_json::json!({"metadata": {"annotations": {key: value}}});
+        match api.patch(app, &PatchParams::default(), &kube::api::Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Records one Event on `object`. kube's Recorder folds Events of the same reason into one series
+/// that keeps the first note; transitions each keep their own sentence, so every Event gets a
+/// fresh recorder (transitions are few, so nothing floods).
+pub async fn record_event(
+    client: &Client,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    warning: bool,
+    reason: &str,
+    message: &str,
+) {
+    let event = kube::runtime::events::Event {
+        type_: if warning {
+            kube::runtime::events::EventType::Warning
+        } else {
+            kube::runtime::events::EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(message.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+    if let Err(error) = recorder.publish(&event, object).await {
+        warn!(object = ?object.name, %error, "could not record an event");
+    }
+}
+
 /// Default pause between retries of a failed reconcile.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
 

@@ -16,13 +16,12 @@ use authentify::api::app::AppPhase;
 use authentify::api::atlas::AtlasConnection;
 use authentify::api::common::ResourcePhase;
 use authentify_fakes::AtlasFake;
-use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::{Event, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 
 use crate::support::logs::{capture_logs, logs};
-use crate::support::{TestCtx, free_port, operator, poll_until};
+use crate::support::{TestCtx, env_from, events_for, free_port, operator, poll_until, secret_data};
 
 const LONG: Duration = Duration::from_secs(90);
 const GROUP: &str = "5f1a2b3c4d5e6f7a8b9c0d1e";
@@ -67,25 +66,6 @@ fn condition(c: &AtlasConnection, kind: &str) -> Option<(String, String, String)
     Some((c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-async fn secret_data(ctx: &TestCtx, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let s = ctx.api::<Secret>().get(name).await?;
-    Ok(s.data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect())
-}
-
-async fn event_reasons(ctx: &TestCtx, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let list = ctx.api::<Event>().list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect())
-}
-
 /// Everything a person can read in the namespace: the AtlasConnections (status included), the
 /// Apps and the Events.
 async fn visible_text(ctx: &TestCtx) -> anyhow::Result<String> {
@@ -119,17 +99,6 @@ fn app_phase(a: &App) -> Option<AppPhase> {
 
 fn stable(a: &App) -> Option<String> {
     a.status.as_ref().and_then(|s| s.stable_revision.clone())
-}
-
-async fn env_from(ctx: &TestCtx, app: &str, revision: &str) -> anyhow::Result<Vec<String>> {
-    let rs = ctx.api::<ReplicaSet>().get(&format!("{app}-{revision}")).await?;
-    let template = rs.spec.template.and_then(|t| t.spec).context("pod template")?;
-    Ok(template
-        .containers
-        .iter()
-        .flat_map(|c| c.env_from.clone().unwrap_or_default())
-        .filter_map(|e| e.secret_ref.map(|s| s.name))
-        .collect())
 }
 
 async fn annotate<K>(ctx: &TestCtx, name: &str, key: &str) -> anyhow::Result<String>
@@ -243,7 +212,7 @@ pub async fn secret_published_and_wired_into_an_app(ctx: TestCtx) -> anyhow::Res
     let cidrs: Vec<String> =
         fake.access_list(GROUP).iter().filter_map(|e| e["cidrBlock"].as_str().map(String::from)).collect();
     ensure!(cidrs.len() == 2 && cidrs.contains(&"192.0.2.0/24".to_string()), "{cidrs:?}");
-    let reasons = event_reasons(&ctx, "orders").await?;
+    let reasons = events_for(&ctx, "orders").await?;
     ensure!(reasons.iter().any(|e| e.0 == "UserCreated"), "{reasons:?}");
     ensure!(reasons.iter().any(|e| e.0 == "AccessListUpdated"), "{reasons:?}");
     assert_no_secret_visible(&ctx, &[password]).await?;
@@ -363,7 +332,7 @@ pub async fn rotation_deletes_the_old_user_only_after_the_app_is_healthy_on_the_
         .await?;
     ensure!(fake.usernames(GROUP) == ["orders-2"], "{:?}", fake.usernames(GROUP));
     ensure!(condition(&done, "Rotating").is_some_and(|r| r.0 == "False"));
-    let deleted = event_reasons(&ctx, "orders").await?;
+    let deleted = events_for(&ctx, "orders").await?;
     ensure!(deleted.iter().any(|e| e.0 == "UserDeleted" && e.1.contains("orders-1")), "{deleted:?}");
     ensure!(deleted.iter().any(|e| e.0 == "Rotated"), "{deleted:?}");
     let passwords = secret_data(&ctx, "orders-atlas-users").await?;
@@ -571,7 +540,7 @@ pub async fn ping_against_ferretdb_succeeds_and_fails_clearly(ctx: TestCtx) -> a
         })
         .await?;
     ensure!(phase(&connected) == Some(ResourcePhase::Ready), "{:?}", connected.status);
-    let reasons = event_reasons(&ctx, "orders").await?;
+    let reasons = events_for(&ctx, "orders").await?;
     ensure!(
         reasons.iter().any(|e| e.0 == "ConnectionFailed") && reasons.iter().any(|e| e.0 == "Connected"),
         "{reasons:?}"

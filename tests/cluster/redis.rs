@@ -3,7 +3,6 @@
 //! promotion, Apps wired to a Redis (env and a roll when the Secret changes), and the in-cluster
 //! objects (StatefulSets, Services, Secrets, PDBs, config, volumes) and how they follow the spec.
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -12,17 +11,15 @@ use authentify::api::App;
 use authentify::api::app::AppPhase;
 use authentify::api::common::ResourcePhase;
 use authentify::api::redis::Redis;
-use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Event, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
-};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::support::logs::{capture_logs, logs};
-use crate::support::{TestCtx, free_port, operator, poll_until};
+use crate::support::{TestCtx, env_from, events_for, free_port, operator, poll_until, secret_data};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -132,25 +129,6 @@ fn external_yaml(name: &str, port: u16, secret: &str, extra: &str) -> String {
     )
 }
 
-async fn secret_data(ctx: &TestCtx, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    let s = ctx.api::<Secret>().get(name).await?;
-    Ok(s.data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-        .collect())
-}
-
-async fn events_for(ctx: &TestCtx, name: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let list = ctx.api::<Event>().list(&ListParams::default()).await?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name))
-        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
-        .collect())
-}
-
 /// Everything a person could read about the Redis: its YAML (status included) and its events.
 async fn visible_text(ctx: &TestCtx, name: &str) -> anyhow::Result<String> {
     let yaml = ctx.kubectl_ok(&["get", "redises.platform.authentify.it", name, "-o", "yaml"])?;
@@ -253,17 +231,6 @@ async fn healthy_with(ctx: &TestCtx, name: &str, check: impl Fn(&App) -> bool) -
         a.status.as_ref().and_then(|s| s.phase.clone()) == Some(AppPhase::Healthy) && check(a)
     })
     .await
-}
-
-async fn env_from(ctx: &TestCtx, app: &str, revision: &str) -> anyhow::Result<Vec<String>> {
-    let rs = ctx.api::<ReplicaSet>().get(&format!("{app}-{revision}")).await?;
-    let template = rs.spec.template.and_then(|t| t.spec).context("pod template")?;
-    Ok(template
-        .containers
-        .iter()
-        .flat_map(|c| c.env_from.clone().unwrap_or_default())
-        .filter_map(|e| e.secret_ref.map(|s| s.name))
-        .collect())
 }
 
 pub async fn app_gets_the_connection_and_rolls_when_the_secret_changes(ctx: TestCtx) -> anyhow::Result<()> {

@@ -27,9 +27,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{ListParams, Patch};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -38,7 +37,7 @@ use tracing::{debug, info, warn};
 
 use self::decide::{Blocker, Note, Observed};
 use super::app::build::{APP_LABEL, MANAGED_BY, MANAGER, hash_secret_data};
-use super::{Error, FIELD_MANAGER, apply_params, ensure};
+use super::{Error, apply_params, ensure};
 use crate::api::App;
 use crate::api::atlas::{AtlasConnection, AtlasConnectionStatus, AtlasCredentialType};
 use crate::api::common::{DeletionPolicy, ResourcePhase};
@@ -550,16 +549,8 @@ async fn notify_apps(
     hash: &str,
     notes: &mut Vec<Note>,
 ) -> Result<(), Error> {
-    let api: Api<App> = Api::namespaced(ctx.client.clone(), ns);
     let names = decide::apps_to_notify(conn, apps, hash);
-    for app in &names {
-        let patch = serde_json::json!({"metadata": {"annotations": {decide::CONNECTION_CHANGED: hash}}});
-        match api.patch(app, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    super::mark_apps(&ctx.client, ns, &names, decide::CONNECTION_CHANGED, hash).await?;
     if !names.is_empty() {
         notes.push(Note {
             warning: false,
@@ -665,18 +656,5 @@ async fn remove_from_atlas(
 }
 
 async fn publish(ctx: &Context, conn: &AtlasConnection, note: &Note) {
-    let event = Event {
-        type_: if note.warning { EventType::Warning } else { EventType::Normal },
-        reason: note.reason.to_string(),
-        note: Some(note.message.clone()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    // Notes are transitions: each keeps its own sentence (kube's Recorder would fold a second
-    // Event of the same reason into the first one's series).
-    let recorder =
-        Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-    if let Err(error) = recorder.publish(&event, &conn.object_ref(&())).await {
-        warn!(atlas = %conn.name_any(), %error, "could not record an event");
-    }
+    super::record_event(&ctx.client, &conn.object_ref(&()), note.warning, note.reason, &note.message).await;
 }

@@ -408,16 +408,8 @@ async fn notify_apps(
     hash: &str,
     notes: &mut Vec<Note>,
 ) -> Result<(), Error> {
-    let api: Api<App> = Api::namespaced(ctx.client.clone(), ns);
     let names = decide::apps_to_notify(redis, apps, hash);
-    for app in &names {
-        let patch = serde_json::json!({"metadata": {"annotations": {decide::CONNECTION_CHANGED: hash}}});
-        match api.patch(app, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    super::mark_apps(&ctx.client, ns, &names, decide::CONNECTION_CHANGED, hash).await?;
     if !names.is_empty() {
         notes.push(Note {
             warning: false,

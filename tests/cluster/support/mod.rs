@@ -6,6 +6,7 @@ pub mod logs;
 pub mod operator;
 pub mod platform;
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::{Event, Namespace};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Event, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -326,4 +328,37 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
     runtime.block_on(operator::stop());
     platform.stop();
     conclusion.exit_code()
+}
+
+/// A Secret's data as text.
+pub async fn secret_data(ctx: &TestCtx, name: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let s = ctx.api::<Secret>().get(name).await?;
+    Ok(s.data
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+        .collect())
+}
+
+/// `(reason, message)` of the Events about the object named `name`.
+pub async fn events_for(ctx: &TestCtx, name: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let list = ctx.api::<Event>().list(&ListParams::default()).await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(name))
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect())
+}
+
+/// The Secrets an App's revision reads with `envFrom`.
+pub async fn env_from(ctx: &TestCtx, app: &str, revision: &str) -> anyhow::Result<Vec<String>> {
+    let rs = ctx.api::<ReplicaSet>().get(&format!("{app}-{revision}")).await?;
+    let template = rs.spec.template.and_then(|t| t.spec).context("pod template")?;
+    Ok(template
+        .containers
+        .iter()
+        .flat_map(|c| c.env_from.clone().unwrap_or_default())
+        .filter_map(|e| e.secret_ref.map(|s| s.name))
+        .collect())
 }
