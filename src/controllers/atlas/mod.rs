@@ -149,6 +149,9 @@ pub async fn run_with(ctx: Context, shutdown: impl std::future::Future<Output = 
                 Some(ObjectRef::<AtlasConnection>::new(&name).within(app.namespace().as_deref()?))
             },
         )
+        // A rollout changes an App's status many times; every reconcile reads Atlas, so changes
+        // that come together are taken together.
+        .with_config(kube::runtime::controller::Config::default().debounce(Duration::from_secs(1)))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|result| super::log_result("AtlasConnection", result))
