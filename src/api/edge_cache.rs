@@ -80,14 +80,19 @@ fn default_base_url() -> String {
 
 /// DNS records for App hosts (`dns: {}` points them at the Apps' Ingress or Gateway address).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[x_kube(validation = Rule::new("size(self.extraHosts) == 0 || has(self.target)")
+#[x_kube(validation = Rule::new("!has(self.extraHosts) || size(self.extraHosts) == 0 || has(self.target)")
     .message("dns.extraHosts need dns.target: extra hosts have no Ingress or Gateway to take an address from"))]
 #[serde(rename_all = "camelCase")]
 pub struct DnsSettings {
     /// Where the hosts point: an IPv4 address (A record), an IPv6 address (AAAA) or a host name
     /// (CNAME). Absent: the address in the status of each App's Ingress or Gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^([0-9a-fA-F:.]+|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(
+            pattern = r"^([0-9a-fA-F:.]+|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$"
+        )
+    )]
     pub target: Option<String>,
     /// Route through Cloudflare's proxy (orange cloud), which caching needs.
     #[serde(default = "default_true")]

@@ -80,7 +80,8 @@ mod tests {
 
     #[test]
     fn only_a_finished_promotion_newer_than_the_resource_counts() {
-        let promoted = app("a", serde_json::json!([rec("r2", "Promoted", Some(100)), rec("r1", "Promoted", Some(50))]));
+        let promoted =
+            app("a", serde_json::json!([rec("r2", "Promoted", Some(100)), rec("r1", "Promoted", Some(50))]));
         assert_eq!(
             latest(&promoted, Some(&at(90))),
             Some(Promotion { app: "a".into(), revision: "r2".into(), promoted_at: at(100) })
@@ -89,7 +90,10 @@ mod tests {
         assert_eq!(latest(&promoted, Some(&at(101))), None, "promoted before the resource existed");
         assert!(latest(&promoted, None).is_some());
         for outcome in ["Running", "Aborted", "RolledBack"] {
-            let a = app("a", serde_json::json!([rec("r3", outcome, Some(200)), rec("r2", "Promoted", Some(100))]));
+            let a = app(
+                "a",
+                serde_json::json!([rec("r3", outcome, Some(200)), rec("r2", "Promoted", Some(100))]),
+            );
             assert_eq!(latest(&a, None), None, "{outcome}: the newest record is not a promotion");
         }
         assert_eq!(latest(&app("a", serde_json::json!([rec("r3", "Promoted", None)])), None), None);

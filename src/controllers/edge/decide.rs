@@ -46,8 +46,7 @@ pub fn rule_prefix(ec: &EdgeCache) -> String {
 
 /// True when `app` names this EdgeCache in `spec.edgeCache` (same namespace).
 pub fn references(app: &App, ec: &EdgeCache) -> bool {
-    app.namespace() == ec.namespace()
-        && app.spec.edge_cache.as_ref().is_some_and(|r| r.name == ec.name_any())
+    app.namespace() == ec.namespace() && app.spec.edge_cache.as_ref().is_some_and(|r| r.name == ec.name_any())
 }
 
 /// Where an App's address comes from.
@@ -252,10 +251,7 @@ pub fn plan_dns(
         }
     }
     plan.delete.extend(
-        existing
-            .iter()
-            .filter(|r| ours(r) && !desired.iter().any(|w| same_name(r, &w.name)))
-            .cloned(),
+        existing.iter().filter(|r| ours(r) && !desired.iter().any(|w| same_name(r, &w.name))).cloned(),
     );
     plan
 }
@@ -267,7 +263,8 @@ pub fn desired_rules(ec: &EdgeCache) -> Vec<Rule> {
         .cache_rules
         .iter()
         .map(|r| {
-            let mut rule = Rule::owned_cache_rule(&format!("{owner}/{}", r.name), &r.expression, action_parameters(r));
+            let mut rule =
+                Rule::owned_cache_rule(&format!("{owner}/{}", r.name), &r.expression, action_parameters(r));
             rule.other.insert("description".into(), json!(format!("EdgeCache {owner}: {}", r.name)));
             rule
         })
@@ -280,7 +277,7 @@ fn action_parameters(rule: &CacheRule) -> Value {
     }
     let mut params = json!({"cache": true});
     if let Some(ttl) = rule.edge_ttl_seconds {
-        params["edge_ttl"] = json!({"mode": "override_origin", "default": ttl});
+        params["edge_ttl"] = json!({"mode": "override_origin", "default": ttl, "status_code_ttl": []});
     }
     if let Some(ttl) = rule.browser_ttl_seconds {
         params["browser_ttl"] = json!({"mode": "override_origin", "default": ttl});
@@ -337,7 +334,11 @@ pub fn purges_due(ec: &EdgeCache, apps: &[App]) -> Vec<Promotion> {
         apps.iter()
             .filter(|a| references(a, ec) && a.spec.edge_cache.as_ref().is_some_and(|r| r.purge_on_promote)),
         ec.metadata.creation_timestamp.as_ref(),
-        |p| records.iter().any(|r| r.app == p.app && r.revision == p.revision && r.promoted_at == p.promoted_at),
+        |p| {
+            records
+                .iter()
+                .any(|r| r.app == p.app && r.revision == p.revision && r.promoted_at == p.promoted_at)
+        },
     )
 }
 
@@ -349,7 +350,8 @@ pub fn purge_for(ec: &EdgeCache, app: Option<&App>) -> Option<(Purge, String)> {
         PurgeMode::None => return None,
         PurgeMode::Hosts => {
             let route = app.and_then(app_route)?;
-            let hosts: Vec<String> = route.hosts.into_iter().take(1).filter(|h| !h.starts_with("*.")).collect();
+            let hosts: Vec<String> =
+                route.hosts.into_iter().take(1).filter(|h| !h.starts_with("*.")).collect();
             if hosts.is_empty() {
                 return None;
             }
@@ -429,7 +431,12 @@ fn reason_for(kind: ErrorKind) -> &'static str {
 
 /// The new status from the old one, the outcome and this reconcile's purges, and the Events its
 /// changes deserve.
-pub fn status(ec: &EdgeCache, outcome: &Outcome, purges: &[PurgeRecord], now: &Time) -> (EdgeCacheStatus, Vec<Note>) {
+pub fn status(
+    ec: &EdgeCache,
+    outcome: &Outcome,
+    purges: &[PurgeRecord],
+    now: &Time,
+) -> (EdgeCacheStatus, Vec<Note>) {
     let old = ec.status.clone().unwrap_or_default();
     let generation = ec.metadata.generation;
     let mut s = EdgeCacheStatus { observed_generation: generation, ..old.clone() };
@@ -445,7 +452,8 @@ pub fn status(ec: &EdgeCache, outcome: &Outcome, purges: &[PurgeRecord], now: &T
             return (s, vec![]);
         }
         Outcome::Invalid(why) => {
-            let msg = "the operator has not called Cloudflare: the spec cannot be carried out yet".to_string();
+            let msg =
+                "the operator has not called Cloudflare: the spec cannot be carried out yet".to_string();
             conditions::set(&mut s.conditions, REACHABLE, false, "NotChecked", msg, generation, now);
             (ResourcePhase::Failed, false, "InvalidSpec", why.clone())
         }
@@ -482,9 +490,19 @@ pub fn status(ec: &EdgeCache, outcome: &Outcome, purges: &[PurgeRecord], now: &T
                 synced.rule_count
             );
             if !synced.conflicts.is_empty() {
-                (ResourcePhase::Degraded, false, "RecordConflict", format!("{summary}; {}", synced.conflicts.join("; ")))
+                (
+                    ResourcePhase::Degraded,
+                    false,
+                    "RecordConflict",
+                    format!("{summary}; {}", synced.conflicts.join("; ")),
+                )
             } else if !synced.waiting.is_empty() {
-                (ResourcePhase::Pending, false, "WaitingForAddress", format!("{summary}; {}", synced.waiting.join("; ")))
+                (
+                    ResourcePhase::Pending,
+                    false,
+                    "WaitingForAddress",
+                    format!("{summary}; {}", synced.waiting.join("; ")),
+                )
             } else {
                 (ResourcePhase::Ready, true, "Synced", summary)
             }
@@ -495,7 +513,9 @@ pub fn status(ec: &EdgeCache, outcome: &Outcome, purges: &[PurgeRecord], now: &T
     s.message = Some(message);
 
     let mut notes = vec![];
-    let was = |kind: &str| old.conditions.iter().find(|c| c.type_ == kind).map(|c| (c.status == "True", c.reason.clone()));
+    let was = |kind: &str| {
+        old.conditions.iter().find(|c| c.type_ == kind).map(|c| (c.status == "True", c.reason.clone()))
+    };
     let ready_now = conditions::is_true(&s.conditions, READY);
     if was(READY) != Some((ready_now, reason.to_string())) {
         notes.push(Note {

@@ -61,13 +61,7 @@ impl Context {
     pub fn new(client: Client) -> Self {
         let recorder =
             Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-        Self {
-            client,
-            recorder,
-            clock: Timestamp::now,
-            clients: Mutex::default(),
-            synced: Mutex::default(),
-        }
+        Self { client, recorder, clock: Timestamp::now, clients: Mutex::default(), synced: Mutex::default() }
     }
 
     /// The EdgeCache's client, made anew when the base URL or the token changed.
@@ -140,7 +134,10 @@ pub async fn run(client: Client, shutdown: impl std::future::Future<Output = ()>
                     .filter(|ec| ec.namespace() == app.namespace())
                     .filter(|ec| {
                         decide::references(&app, ec)
-                            || ec.status.as_ref().is_some_and(|s| s.dns_records.iter().any(|r| hosts.contains(&r.host)))
+                            || ec
+                                .status
+                                .as_ref()
+                                .is_some_and(|s| s.dns_records.iter().any(|r| hosts.contains(&r.host)))
                     })
                     .map(|ec| ObjectRef::from_obj(&*ec))
                     .collect::<Vec<_>>()
@@ -182,12 +179,20 @@ async fn read_token(ctx: &Context, ns: &str, ec: &EdgeCache) -> Result<Result<To
 }
 
 fn gateway_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"), "gateways")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "Gateway"),
+        "gateways",
+    )
 }
 
 /// The routes of the Apps that reference `ec`, with the address of their Ingress or Gateway when
 /// the spec gives no target.
-async fn routes(ctx: &Context, ns: &str, ec: &EdgeCache, apps: &[App]) -> Result<Vec<decide::AppRoute>, Error> {
+async fn routes(
+    ctx: &Context,
+    ns: &str,
+    ec: &EdgeCache,
+    apps: &[App],
+) -> Result<Vec<decide::AppRoute>, Error> {
     let mut out = vec![];
     let need_address = ec.spec.dns.as_ref().is_some_and(|d| d.target.is_none());
     for app in apps.iter().filter(|a| decide::references(a, ec)) {
@@ -229,7 +234,8 @@ pub async fn reconcile(ec: Arc<EdgeCache>, ctx: Arc<Context>) -> Result<Action, 
     }
     let now = Time((ctx.clock)());
     let resync = Duration::from_secs(u64::try_from(ec.spec.resync_interval_seconds.max(5)).unwrap_or(300));
-    let apps: Vec<App> = Api::<App>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
+    let apps: Vec<App> =
+        Api::<App>::namespaced(ctx.client.clone(), &ns).list(&ListParams::default()).await?.items;
     let routes = routes(&ctx, &ns, &ec, &apps).await?;
     let desired = decide::desired_records(&ec, &routes);
 
@@ -254,7 +260,10 @@ pub async fn reconcile(ec: Arc<EdgeCache>, ctx: Arc<Context>) -> Result<Action, 
                         }
                         None => {
                             let synced = sync_zone(&ec, &cf, &desired, &mut notes).await;
-                            ctx.mark_synced(&owner, matches!(synced, Outcome::Synced(_)).then_some(fingerprint));
+                            ctx.mark_synced(
+                                &owner,
+                                matches!(synced, Outcome::Synced(_)).then_some(fingerprint),
+                            );
                             synced
                         }
                     };
@@ -344,7 +353,11 @@ async fn sync_zone(
                 });
             }
             if !report.concurrent.is_empty() {
-                notes.push(Note { warning: true, reason: "ConcurrentChange", message: report.concurrent.join("; ") });
+                notes.push(Note {
+                    warning: true,
+                    reason: "ConcurrentChange",
+                    message: report.concurrent.join("; "),
+                });
             }
             Outcome::Synced(report.synced)
         }
@@ -476,9 +489,17 @@ async fn finalize(ec: &EdgeCache, ctx: &Context, api: &Api<EdgeCache>, ns: &str)
     };
     let status = ec.status.clone().unwrap_or_default();
     let owned: Vec<String> = status.dns_records.iter().map(|r| r.id.clone()).collect();
-    let zone_id = ec.spec.zone_id.clone().or(status.zone_id.filter(|_| status.zone_name == ec.spec.zone_name));
-    match sync::cleanup(cf.as_ref(), zone_id.as_deref(), ec.spec.zone_name.as_deref(), &owned, &comment, &prefix)
-        .await
+    let zone_id =
+        ec.spec.zone_id.clone().or(status.zone_id.filter(|_| status.zone_name == ec.spec.zone_name));
+    match sync::cleanup(
+        cf.as_ref(),
+        zone_id.as_deref(),
+        ec.spec.zone_name.as_deref(),
+        &owned,
+        &comment,
+        &prefix,
+    )
+    .await
     {
         Ok(done) => {
             let message = format!(

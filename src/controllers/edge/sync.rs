@@ -99,7 +99,8 @@ pub async fn sync(api: &dyn CloudflareApi, plan: &ZonePlan) -> Result<Report, Sy
     let records = apply_dns(api, &zone_id, &dns, &mut report.writes).await?;
 
     // Cache rules.
-    let (ruleset, rule_count) = sync_rules(api, &zone_id, &plan.rule_prefix, &plan.rules, &mut report).await?;
+    let (ruleset, rule_count) =
+        sync_rules(api, &zone_id, &plan.rule_prefix, &plan.rules, &mut report).await?;
 
     // Settings and tiered caching.
     for (id, want) in &plan.settings {

@@ -231,7 +231,11 @@ pub fn purges_due(redis: &Redis, apps: &[App]) -> Vec<Due> {
     promotion::pending(
         apps.iter().filter(|app| references(app, redis)),
         redis.metadata.creation_timestamp.as_ref(),
-        |p| records.iter().any(|r| r.app == p.app && r.revision == p.revision && r.promoted_at == p.promoted_at),
+        |p| {
+            records
+                .iter()
+                .any(|r| r.app == p.app && r.revision == p.revision && r.promoted_at == p.promoted_at)
+        },
     )
 }
 

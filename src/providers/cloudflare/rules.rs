@@ -105,7 +105,8 @@ pub fn merge_owned_rules(existing: &[Rule], desired: &[Rule]) -> MergeOutcome {
 /// [`OWNED_REF_PREFIX`]) are replaced or dropped; other owners' rules are kept like everyone
 /// else's.
 pub fn merge_rules_owned_by(existing: &[Rule], desired: &[Rule], owner_prefix: &str) -> MergeOutcome {
-    let owned = |r: &Rule| r.is_owned() && r.reference.as_deref().is_some_and(|x| x.starts_with(owner_prefix));
+    let owned =
+        |r: &Rule| r.is_owned() && r.reference.as_deref().is_some_and(|x| x.starts_with(owner_prefix));
     let first_owned = existing.iter().position(owned);
     let ours: Vec<Rule> = desired
         .iter()
