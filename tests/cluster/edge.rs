@@ -186,7 +186,9 @@ pub async fn records_rules_settings_follow_the_apps_and_drift_is_corrected(
     other.update_dns_record(&zone, &api_id, &hijacked).await?;
     let mut edited = rules(&fake, &zone);
     for r in &mut edited {
-        r.as_object_mut().map(|m| m.retain(|k, _| k != "version" && k != "last_updated"));
+        if let Some(m) = r.as_object_mut() {
+            m.retain(|k, _| k != "version" && k != "last_updated");
+        }
         if r["ref"] != "marketing" {
             r["expression"] = json!("true");
         }

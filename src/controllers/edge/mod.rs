@@ -349,7 +349,7 @@ async fn sync_zone(
                 notes.push(Note {
                     warning: false,
                     reason: "ZoneUpdated",
-                    message: format!("{}", report.writes.join("; ")),
+                    message: report.writes.join("; "),
                 });
             }
             if !report.concurrent.is_empty() {
