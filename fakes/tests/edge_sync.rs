@@ -86,6 +86,18 @@ fn foreign_rule(reference: &str) -> Value {
         "description": "made by hand"})
 }
 
+/// A record someone made by hand in the zone.
+fn hand_made_mail() -> DnsRecordInput {
+    DnsRecordInput {
+        record_type: "A".into(),
+        name: "mail.authentify.it".into(),
+        content: "198.51.100.25".into(),
+        proxied: false,
+        ttl: 300,
+        comment: Some("made by hand".into()),
+    }
+}
+
 fn refs(fake: &CloudflareFake, zone: &str) -> Vec<String> {
     fake.ruleset(zone, CACHE_SETTINGS_PHASE)
         .map(|r| {
@@ -119,15 +131,7 @@ async fn first_sync_creates_everything_and_a_second_writes_nothing() {
     fake.put_ruleset(&zone, CACHE_SETTINGS_PHASE, vec![foreign_rule("marketing")]);
     let theirs = rule_by_ref(&fake, &zone, "marketing");
     let other = client(&fake, TOKEN);
-    let hand_made = DnsRecordInput {
-        record_type: "A".into(),
-        name: "mail.authentify.it".into(),
-        content: "198.51.100.25".into(),
-        proxied: false,
-        ttl: 300,
-        comment: None,
-    };
-    other.create_dns_record(&zone, &hand_made).await.unwrap();
+    other.create_dns_record(&zone, &hand_made_mail()).await.unwrap();
 
     let ec = edge("edge");
     let cf = client(&fake, TOKEN);
@@ -376,15 +380,7 @@ async fn cleanup_removes_only_what_the_operator_owns() {
     let (fake, zone) = fake().await;
     fake.put_ruleset(&zone, CACHE_SETTINGS_PHASE, vec![foreign_rule("marketing")]);
     let other = client(&fake, TOKEN);
-    let mail = DnsRecordInput {
-        record_type: "A".into(),
-        name: "mail.authentify.it".into(),
-        content: "198.51.100.25".into(),
-        proxied: false,
-        ttl: 300,
-        comment: Some("made by hand".into()),
-    };
-    other.create_dns_record(&zone, &mail).await.unwrap();
+    other.create_dns_record(&zone, &hand_made_mail()).await.unwrap();
     let ec = edge("edge");
     let cf = client(&fake, TOKEN);
     sync::sync(&cf, &plan(&ec, &["api.authentify.it"])).await.unwrap();

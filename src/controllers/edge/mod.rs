@@ -346,11 +346,7 @@ async fn sync_zone(
         Ok(report) => {
             if !report.writes.is_empty() {
                 info!(edge_cache = %ec.name_any(), writes = ?report.writes, "synced the zone");
-                notes.push(Note {
-                    warning: false,
-                    reason: "ZoneUpdated",
-                    message: report.writes.join("; "),
-                });
+                notes.push(Note { warning: false, reason: "ZoneUpdated", message: report.writes.join("; ") });
             }
             if !report.concurrent.is_empty() {
                 notes.push(Note {
@@ -468,10 +464,7 @@ async fn finalize(ec: &EdgeCache, ctx: &Context, api: &Api<EdgeCache>, ns: &str)
         let message = format!(
             "deletionPolicy Keep: left the DNS records (comment \"{comment}\") and cache rules (ref {prefix}*) in Cloudflare"
         );
-        publish(ctx, ec, &Note { warning: false, reason: "Kept", message }).await;
-        set_finalizer(api, &ec.name_any(), false).await?;
-        ctx.forget(&owner);
-        return Ok(Action::await_change());
+        return release(ctx, api, ec, Note { warning: false, reason: "Kept", message }).await;
     }
     let cf = match read_token(ctx, ns, ec).await? {
         Ok(token) => ctx.cloudflare(&owner, &ec.spec.base_url, token).ok(),
@@ -482,10 +475,7 @@ async fn finalize(ec: &EdgeCache, ctx: &Context, api: &Api<EdgeCache>, ns: &str)
         let message = format!(
             "could not remove the DNS records and cache rules of this EdgeCache: its API token Secret is gone; remove the records commented \"{comment}\" and the rules whose ref starts with {prefix} by hand"
         );
-        publish(ctx, ec, &Note { warning: true, reason: "CleanupSkipped", message }).await;
-        set_finalizer(api, &ec.name_any(), false).await?;
-        ctx.forget(&owner);
-        return Ok(Action::await_change());
+        return release(ctx, api, ec, Note { warning: true, reason: "CleanupSkipped", message }).await;
     };
     let status = ec.status.clone().unwrap_or_default();
     let owned: Vec<String> = status.dns_records.iter().map(|r| r.id.clone()).collect();
@@ -506,10 +496,7 @@ async fn finalize(ec: &EdgeCache, ctx: &Context, api: &Api<EdgeCache>, ns: &str)
                 "removed {} DNS record(s) and {} cache rule(s) of this EdgeCache from Cloudflare; everyone else's are untouched",
                 done.records, done.rules
             );
-            publish(ctx, ec, &Note { warning: false, reason: "CleanedUp", message }).await;
-            set_finalizer(api, &ec.name_any(), false).await?;
-            ctx.forget(&owner);
-            Ok(Action::await_change())
+            release(ctx, api, ec, Note { warning: false, reason: "CleanedUp", message }).await
         }
         Err(e) => {
             let message = format!(
@@ -519,6 +506,14 @@ async fn finalize(ec: &EdgeCache, ctx: &Context, api: &Api<EdgeCache>, ns: &str)
             Ok(Action::requeue(RETRY))
         }
     }
+}
+
+/// Lets the EdgeCache go: the Event saying what happened in Cloudflare, then the finalizer.
+async fn release(ctx: &Context, api: &Api<EdgeCache>, ec: &EdgeCache, note: Note) -> Result<Action, Error> {
+    publish(ctx, ec, &note).await;
+    set_finalizer(api, &ec.name_any(), false).await?;
+    ctx.forget(&decide::owner(ec));
+    Ok(Action::await_change())
 }
 
 async fn publish(ctx: &Context, ec: &EdgeCache, note: &Note) {
