@@ -161,8 +161,11 @@ async fn first_sync_creates_everything_and_a_second_writes_nothing() {
     assert!(fake.tiered_caching(&zone));
 
     let before = writes(&fake);
+    let requests_before: usize = fake.request_counts().values().sum();
     let again = sync::sync(&cf, &plan(&ec, &["api.authentify.it"])).await.unwrap();
     assert_eq!(writes(&fake), before, "nothing differs: nothing written");
+    let requests: usize = fake.request_counts().values().sum::<usize>() - requests_before;
+    assert_eq!(requests, 8, "a resync without drift: zone, DNS list, ruleset, 4 settings, tiered caching");
     assert!(again.writes.is_empty(), "{:?}", again.writes);
     assert_eq!(again.synced, report.synced);
     fake.assert_no_violations();

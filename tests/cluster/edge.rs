@@ -342,18 +342,17 @@ pub async fn purge_exactly_once_per_promotion_across_restarts(ctx: TestCtx) -> a
         .wait_for::<EdgeCache>("edge", "purge of the promotion recorded", LONG, |e| purged(e, &rev2))
         .await?;
     ensure!(fake.purges(&zone).len() == 2, "one purge per promotion: {:?}", fake.purges(&zone));
-    let record =
+    let entry =
         done.status.unwrap_or_default().purges.into_iter().find(|p| p.revision == rev2).context("record")?;
     ensure!(
-        record.app == "api" && record.scope == "hosts: api.authentify.it" && record.requests == 1,
-        "{record:?}"
+        entry.app == "api" && entry.scope == "hosts: api.authentify.it" && entry.requests == 1,
+        "{entry:?}"
     );
 
     // Restarted again and reconciled with a new generation: no second purge of either.
     operator::kill_and_restart();
-    ctx.api::<EdgeCache>()
-        .patch("edge", &PatchParams::default(), &Patch::Merge(json!({"spec": {"resyncIntervalSeconds": 6}})))
-        .await?;
+    let keep = json!({"spec": {"resyncIntervalSeconds": 6, "deletionPolicy": "Keep"}});
+    ctx.api::<EdgeCache>().patch("edge", &PatchParams::default(), &Patch::Merge(keep)).await?;
     let generation = ctx.api::<EdgeCache>().get("edge").await?.metadata.generation;
     ctx.wait_for::<EdgeCache>("edge", "reconciled after the restart", LONG, |e| {
         e.status.as_ref().and_then(|s| s.observed_generation) == generation
@@ -362,7 +361,11 @@ pub async fn purge_exactly_once_per_promotion_across_restarts(ctx: TestCtx) -> a
     ensure!(fake.purges(&zone).len() == 2, "a promotion was purged twice: {:?}", fake.purges(&zone));
     let purged_events: Vec<_> = events(&ctx).await?.into_iter().filter(|e| e.0 == "Purged").collect();
     ensure!(purged_events.len() == 2, "{purged_events:?}");
+
+    // deletionPolicy Keep: the EdgeCache goes, its record stays in Cloudflare.
     delete_edge(&ctx).await?;
+    ensure!(record(&fake, &zone, "api.authentify.it").is_some_and(|r| r["content"] == "lb.example.net"));
+    ensure!(events(&ctx).await?.iter().any(|e| e.0 == "Kept"));
     fake.assert_no_violations();
     Ok(())
 }

@@ -273,14 +273,13 @@ pub async fn reconcile(ec: Arc<EdgeCache>, ctx: Arc<Context>) -> Result<Action, 
         }
     };
     match &outcome {
-        Outcome::Synced(s) if s.waiting.is_empty() && s.conflicts.is_empty() => {}
-        Outcome::Synced(_) => {
-            // Waiting for an address (Ingress and Gateway status are not watched) or a conflict.
-            ctx.mark_synced(&owner, None);
-            requeue = RETRY;
-        }
-        Outcome::NotDue => {}
+        Outcome::Synced(_) | Outcome::NotDue => {}
         _ => requeue = RETRY,
+    }
+    if !desired.waiting.is_empty() {
+        // Ingress and Gateway status are not watched: look for the address again soon (a new
+        // address changes the inputs, so the next reconcile syncs).
+        requeue = requeue.min(RETRY);
     }
 
     // Purges: decided on a fresh read of the EdgeCache, so a cache that has not seen the last
