@@ -1,20 +1,15 @@
 //! Wiring of the controllers: client, telemetry, the metrics and health endpoints, and shutdown.
 
-use std::fmt::Debug;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::get;
 use clap::Args;
-use futures::StreamExt;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::de::DeserializeOwned;
+use kube::Client;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use authentify::api::EdgeCache;
 use authentify::controllers::{self, metrics::Metrics};
 
 /// Options of `authentify-operator run`.
@@ -58,15 +53,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let apps = tokio::spawn(controllers::run(client.clone(), metrics, shutdown));
-    let others = tokio::spawn(async move {
-        log_kind::<EdgeCache>(client.clone()).await;
-    });
     let _ = ready_tx.send(true);
     shutdown_signal().await;
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = apps.await;
-    others.abort();
     server.abort();
     Ok(())
 }
@@ -105,25 +96,6 @@ async fn serve(
             warn!(%error, "metrics server stopped");
         }
     }))
-}
-
-/// Logs the objects of a kind whose controller has not landed yet.
-async fn log_kind<K>(client: Client)
-where
-    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + 'static,
-{
-    let kind = K::kind(&()).to_string();
-    info!(%kind, "watching");
-    let api: Api<K> = Api::all(client);
-    let mut events = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(obj) => {
-                info!(%kind, namespace = obj.namespace().unwrap_or_default(), name = obj.name_any(), "observed")
-            }
-            Err(error) => warn!(%kind, %error, "watch failed; retrying with backoff"),
-        }
-    }
 }
 
 async fn shutdown_signal() {

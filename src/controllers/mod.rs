@@ -4,7 +4,9 @@
 
 pub mod app;
 pub mod atlas;
+pub mod edge;
 pub mod metrics;
+pub mod promotion;
 pub mod redis;
 
 use std::sync::Arc;
@@ -194,6 +196,7 @@ pub async fn run(
         Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone())),
         Box::pin(redis::run(client.clone(), shutdown.clone())),
         Box::pin(atlas::run(client.clone(), shutdown.clone())),
+        Box::pin(edge::run(client.clone(), shutdown.clone())),
     ];
     futures::future::join_all(controllers).await;
 }
@@ -280,31 +283,33 @@ pub async fn mark_apps(
     Ok(())
 }
 
-/// Records one Event on `object`. kube's Recorder folds Events of the same reason into one series
-/// that keeps the first note; transitions each keep their own sentence, so every Event gets a
-/// fresh recorder (transitions are few, so nothing floods).
-pub async fn record_event(
+/// Records an Event about `reference`. With `fold`, `recorder` is reused, so repeats of a reason
+/// (retries) fold into one series that keeps its first note; otherwise a fresh recorder keeps
+/// each one-off sentence (a purge's scope, a condition's flip) as its own Event.
+pub async fn publish_event(
     client: &Client,
-    object: &k8s_openapi::api::core::v1::ObjectReference,
-    warning: bool,
-    reason: &str,
-    message: &str,
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    (warning, reason, message): (bool, &str, &str),
+    fold: bool,
 ) {
-    let event = kube::runtime::events::Event {
-        type_: if warning {
-            kube::runtime::events::EventType::Warning
-        } else {
-            kube::runtime::events::EventType::Normal
-        },
+    use kube::runtime::events::{Event, EventType};
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
         reason: reason.to_string(),
         note: Some(message.to_string()),
         action: "Reconcile".into(),
         secondary: None,
     };
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-    if let Err(error) = recorder.publish(&event, object).await {
-        warn!(object = ?object.name, %error, "could not record an event");
+    let fresh;
+    let recorder = if fold {
+        recorder
+    } else {
+        fresh = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+        &fresh
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        warn!(object = ?reference.name, %error, "could not record an event");
     }
 }
 

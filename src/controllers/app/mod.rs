@@ -16,6 +16,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, Patch};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -309,7 +310,23 @@ async fn ensure_dynamic(api: &Api<DynamicObject>, desired: &DynamicObject) -> Re
 }
 
 async fn publish(ctx: &Context, app: &App, note: &rollout::Note) {
-    super::record_event(&ctx.client, &app.object_ref(&()), note.warning, note.reason, &note.message).await;
+    let event = Event {
+        type_: if note.warning { EventType::Warning } else { EventType::Normal },
+        reason: note.reason.to_string(),
+        note: Some(note.message.clone()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    // kube's Recorder folds Events of the same reason into one series that keeps the first note;
+    // each rollout transition is its own sentence (a second RolloutStarted names a new image),
+    // so every Event gets a fresh recorder. Transitions are few, so nothing floods.
+    let recorder = kube::runtime::events::Recorder::new(
+        ctx.client.clone(),
+        kube::runtime::events::Reporter { controller: super::FIELD_MANAGER.into(), instance: None },
+    );
+    if let Err(error) = recorder.publish(&event, &app.object_ref(&())).await {
+        warn!(app = %app.name_any(), %error, "could not record an event");
+    }
 }
 
 /// How long to wait before retrying a failed reconcile.

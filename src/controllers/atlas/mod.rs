@@ -29,6 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -37,7 +38,7 @@ use tracing::{debug, info, warn};
 
 use self::decide::{Blocker, Note, Observed};
 use super::app::build::{APP_LABEL, MANAGED_BY, MANAGER, hash_secret_data};
-use super::{Error, apply_params, ensure};
+use super::{Error, FIELD_MANAGER, apply_params, ensure};
 use crate::api::App;
 use crate::api::atlas::{AtlasConnection, AtlasConnectionStatus, AtlasCredentialType};
 use crate::api::common::{DeletionPolicy, ResourcePhase};
@@ -77,6 +78,8 @@ pub struct Context {
     pub clock: fn() -> Timestamp,
     /// Pauses.
     pub timing: Timing,
+    /// Event recorder (folds repeated warnings).
+    pub recorder: Recorder,
     /// Atlas clients by `namespace/name`, with a fingerprint of what built them, so a service
     /// account token or a Digest nonce is reused across reconciles.
     clients: Mutex<HashMap<String, (String, Arc<AtlasClient>)>>,
@@ -85,7 +88,9 @@ pub struct Context {
 impl Context {
     /// A context with the system clock and the default pauses.
     pub fn new(client: Client) -> Self {
-        Self { client, clock: Timestamp::now, timing: Timing::default(), clients: Mutex::default() }
+        let recorder =
+            Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+        Self { client, clock: Timestamp::now, timing: Timing::default(), recorder, clients: Mutex::default() }
     }
 
     fn atlas(
@@ -659,5 +664,7 @@ async fn remove_from_atlas(
 }
 
 async fn publish(ctx: &Context, conn: &AtlasConnection, note: &Note) {
-    super::record_event(&ctx.client, &conn.object_ref(&()), note.warning, note.reason, &note.message).await;
+    // Notes are transitions: each keeps its own sentence (not folded into an earlier series).
+    let parts = (note.warning, note.reason, note.message.as_str());
+    super::publish_event(&ctx.client, &ctx.recorder, &conn.object_ref(&()), parts, false).await;
 }
