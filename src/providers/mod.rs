@@ -1,5 +1,5 @@
-//! Clients for services outside the cluster (MongoDB Atlas, Cloudflare, a MongoDB ping), behind traits so that
-//! controllers can be tested with fakes.
+//! Clients for services outside the cluster (MongoDB Atlas, Cloudflare, a MongoDB ping), behind
+//! traits so that controllers can be tested with fakes.
 //!
 //! This module decides how the operator talks to those services (authentication, retries, rate
 //! limits, error messages); it never decides what should exist there, which is the controllers'
