@@ -8,6 +8,11 @@
 //! Examples: `result < 0.05`, `result[0] >= 0.99`, `result.status == "ok"`,
 //! `result.all(r, r < 0.5)`. See docs/analysis.md.
 
+pub mod builtin;
+pub mod providers;
+pub mod resolve;
+pub mod run;
+
 use kube::core::cel::cel::{Context, Program};
 
 use crate::api::analysis::{AnalysisPhase, Metric};

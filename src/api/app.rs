@@ -455,6 +455,10 @@ pub struct AnalysisRef {
     #[schemars(length(max = 32))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub args: Vec<AnalysisArg>,
+    /// Seconds a finished AnalysisRun is kept before it is deleted (default a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31_536_000))]
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 /// One named argument passed to an analysis template.
@@ -681,6 +685,24 @@ pub struct AppStatus {
     /// The control requests (annotations) already carried out, by name.
     #[serde(default, skip_serializing_if = "ControlTokens::is_empty")]
     pub controls: ControlTokens,
+    /// The AnalysisRuns of the current (or last) rollout and their verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis_runs: Vec<AnalysisRunSummary>,
+}
+
+/// One AnalysisRun of a rollout, as the App's status sums it up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunSummary {
+    /// Name of the AnalysisRun.
+    pub name: String,
+    /// `step 3`, `background`, `pre-promotion` or `post-promotion`.
+    pub purpose: String,
+    /// Running, Successful, Failed, Inconclusive or Error.
+    pub phase: crate::api::analysis::AnalysisPhase,
+    /// The run's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Tokens of the control annotations the operator has carried out. A control annotation
