@@ -129,8 +129,9 @@ pub struct MetricProvider {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusProvider {
-    /// Prometheus base URL, e.g. `http://prometheus.monitoring:9090`.
-    #[schemars(regex(pattern = r"^https?://"))]
+    /// Prometheus base URL, e.g. `http://prometheus.monitoring:9090`, or an argument such as
+    /// `{{args.prometheus}}`.
+    #[schemars(regex(pattern = r"^(https?://|\{\{)"))]
     pub address: String,
     /// PromQL; `{{args.NAME}}` is replaced by the argument. `result` is the first sample's value
     /// (a number), or a list of numbers when the query returns several series.
@@ -142,8 +143,8 @@ pub struct PrometheusProvider {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct WebProvider {
-    /// URL; `{{args.NAME}}` is replaced.
-    #[schemars(regex(pattern = r"^https?://"))]
+    /// URL (http or https); `{{args.NAME}}` is replaced, and may start it.
+    #[schemars(regex(pattern = r"^(https?://|\{\{)"))]
     pub url: String,
     /// HTTP method.
     #[serde(default = "default_method")]

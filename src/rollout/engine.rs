@@ -731,8 +731,11 @@ impl<'a> Decider<'a> {
             } else if let Some(analysis) = &step.analysis {
                 let w = self.weight_before(i);
                 let reached = self.move_to_weight(stable, desired, w, self.canary_override(i));
-                let verdict = if reached {
-                    self.analysis(&format!("step {}", i + 1), analysis, false)
+                // The run starts once the canary is at its weight; once started it is followed
+                // even if a pod blips.
+                let purpose = format!("step {}", i + 1);
+                let verdict = if reached || self.last_run_phase(&purpose).is_some() {
+                    self.analysis(&purpose, analysis, false)
                 } else {
                     Verdict::Running
                 };
@@ -1198,6 +1201,18 @@ impl<'a> Decider<'a> {
                 && header_configured
                 && self.observed.revisions.iter().any(|r| r.hash == desired && r.ready > 0),
         });
+        // Runs of a rollout that goes on are kept even when this reconcile did not look at them
+        // (the App is paused, the spec cannot be carried out now, a step was promoted past);
+        // a promoted, aborted or superseded rollout keeps none.
+        let rolling = self.st.stable_revision.as_deref() != Some(desired.as_str()) && !self.st.abort;
+        let mut keep_analysis_runs: Vec<String> = self.runs.iter().map(|r| r.name.clone()).collect();
+        if rolling {
+            for r in &self.st.analysis_runs {
+                if r.phase == AnalysisPhase::Running && !keep_analysis_runs.contains(&r.name) {
+                    keep_analysis_runs.push(r.name.clone());
+                }
+            }
+        }
         Plan {
             traffic,
             status: self.st,
@@ -1210,6 +1225,7 @@ impl<'a> Decider<'a> {
             notes: self.notes,
             requeue_after: self.requeue,
             analysis_runs: self.runs,
+            keep_analysis_runs,
         }
     }
 }

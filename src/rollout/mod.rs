@@ -185,9 +185,12 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// Reconcile again after this long even if nothing changes (a timed pause ends, say).
     pub requeue_after: Option<Duration>,
-    /// AnalysisRuns that must exist (still running); every other running run of the App is
-    /// terminated.
+    /// AnalysisRuns that must exist: the controller creates the missing ones.
     pub analysis_runs: Vec<RunRequest>,
+    /// Names of the AnalysisRuns the rollout still needs (those above, and the ones of the
+    /// running rollout it did not look at in this reconcile); the controller terminates every
+    /// other running AnalysisRun of the App.
+    pub keep_analysis_runs: Vec<String>,
 }
 
 /// Inputs of [`decide`].

@@ -146,7 +146,7 @@ impl World {
             }
         }
         for (name, run) in &mut self.runs {
-            if run.phase == AnalysisPhase::Running && !plan.analysis_runs.iter().any(|r| &r.name == name) {
+            if run.phase == AnalysisPhase::Running && !plan.keep_analysis_runs.contains(name) {
                 run.phase = AnalysisPhase::Successful;
                 run.message = "terminated".into();
                 self.runs_terminated.push(name.clone());
@@ -774,6 +774,27 @@ fn promoting_a_running_analysis_terminates_its_run() {
     w.control(PROMOTE);
     w.run_until(&[AppPhase::Healthy]);
     assert_eq!(w.runs_terminated, w.runs_created, "the run nobody waits for stops");
+}
+
+#[test]
+fn a_running_analysis_survives_pod_blips_pauses_and_unusable_specs() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.ticks(5);
+    assert_eq!(w.runs_created.len(), 1);
+    w.stuck.insert("r-2".into());
+    w.ticks(2);
+    w.stuck.clear();
+    w.spec.paused = true;
+    w.ticks(3);
+    w.spec.paused = false;
+    w.invalid = Some("waiting for Secret x".into());
+    w.ticks(2);
+    w.invalid = None;
+    assert!(w.runs_terminated.is_empty(), "terminated: {:?}", w.runs_terminated);
+    w.decide_runs("step 2", AnalysisPhase::Successful, "passed");
+    w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(w.runs_created.len(), 1);
 }
 
 #[test]

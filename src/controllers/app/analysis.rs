@@ -149,7 +149,7 @@ pub async fn apply(app: &App, ctx: &Context, ns: &str, plan: &Plan, desired: &st
     }
     for run in mine {
         let running = !run.status.as_ref().and_then(|s| s.phase).is_some_and(|p| p.is_finished());
-        if running && !run.spec.terminate && !plan.analysis_runs.iter().any(|r| r.name == run.name_any()) {
+        if running && !run.spec.terminate && !plan.keep_analysis_runs.contains(&run.name_any()) {
             info!(app = %app.name_any(), run = %run.name_any(), "terminating an AnalysisRun the rollout no longer needs");
             let patch = serde_json::json!({"spec": {"terminate": true}});
             let params = PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..PatchParams::default() };
