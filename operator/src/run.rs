@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use authentify::api::{AtlasConnection, EdgeCache};
+use authentify::api::AtlasConnection;
 use authentify::controllers::{self, metrics::Metrics};
 
 /// Options of `authentify-operator run`.
@@ -59,11 +59,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let apps = tokio::spawn(controllers::run(client.clone(), metrics, shutdown));
     let others = tokio::spawn(async move {
-        futures::future::join(
-            log_kind::<AtlasConnection>(client.clone()),
-            log_kind::<EdgeCache>(client.clone()),
-        )
-        .await;
+        log_kind::<AtlasConnection>(client.clone()).await;
     });
     let _ = ready_tx.send(true);
     shutdown_signal().await;
