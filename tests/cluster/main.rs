@@ -3,6 +3,7 @@
 
 mod support;
 
+mod analysis;
 mod atlas;
 mod cli;
 mod crds;
@@ -15,6 +16,12 @@ mod routing;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
+        analysis::builtin_golden_signals_pass_and_the_canary_is_promoted,
+        analysis::a_raised_error_rate_aborts_the_canary,
+        analysis::inconclusive_pauses_until_promoted,
+        analysis::a_dry_run_metric_never_aborts_and_finished_runs_expire,
+        analysis::web_provider_reads_a_json_field_with_a_secret_header,
+        analysis::job_provider_failure_aborts_the_canary,
         atlas::secret_published_and_wired_into_an_app,
         atlas::rotation_deletes_the_old_user_only_after_the_app_is_healthy_on_the_new_revision,
         atlas::deletion_removes_what_the_operator_created_unless_kept,
