@@ -123,19 +123,32 @@ fetch_gateway_api() {
   mkdir -p "$out.tmp" && cp "$dir"/config/crd/standard/*.yaml "$out.tmp/" && rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# build_helm: the Helm 3 CLI (`helm lint` / `helm template` of charts/authentify-operator in the tests).
+build_helm() {
+  local out="$BIN/helm-$HELM_VERSION"
+  [[ -x "$out" ]] && return 0
+  log "building helm $HELM_VERSION"
+  GOBIN="$CACHE/src/helm-$HELM_VERSION" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$CACHE/src/helm-$HELM_VERSION/helm" "$out"
+}
+
 # link_current: $CACHE/path holds unversioned names (kubectl, ...) for PATH, pointing at this
 # checkout's versions.
 link_current() {
   mkdir -p "$CACHE/path"
   ln -sfn "$BIN/kubectl-$KUBERNETES_VERSION" "$CACHE/path/kubectl"
+  if [[ -x "$BIN/helm-$HELM_VERSION" ]]; then ln -sfn "$BIN/helm-$HELM_VERSION" "$CACHE/path/helm"; fi
 }
 
 case "${1:-all}" in
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
-  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; link_current ;;
+  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; build_helm; link_current ;;
+  helm) build_helm; link_current ;;
   gateway-api) fetch_gateway_api ;;
-  *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 3 ;;
+  *) echo "usage: $0 [all|etcd|kubernetes|kwok|gateway-api|helm]" >&2; exit 3 ;;
 esac
 echo "$BIN"

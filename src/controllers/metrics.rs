@@ -34,6 +34,7 @@ pub struct Metrics {
     apps_by_phase: Family<PhaseLabel, Gauge>,
     phase_transitions: Family<PhaseLabel, Counter>,
     step_transitions: Counter,
+    leader: Gauge,
     phases: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -73,6 +74,12 @@ impl Metrics {
         );
         let step_transitions = Counter::default();
         registry.register("rollout_step_transitions", "Canary steps completed", step_transitions.clone());
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -80,6 +87,7 @@ impl Metrics {
             apps_by_phase,
             phase_transitions,
             step_transitions,
+            leader,
             phases: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -106,6 +114,11 @@ impl Metrics {
             self.apps_by_phase.get_or_create(&PhaseLabel { phase: previous }).dec();
         }
         self.apps_by_phase.get_or_create(&PhaseLabel { phase: new_phase }).inc();
+    }
+
+    /// Records whether this replica leads (holds the Lease and reconciles).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Forgets a deleted App.
