@@ -15,9 +15,10 @@ down:
 setup:
 	scripts/setup.sh
 
-# Regenerates manifests/crds from the Rust types.
+# Regenerates the CRDs from the Rust types: manifests/crds and the Helm chart's copy.
 crds:
 	cargo run --quiet -p authentify-operator -- crds --write manifests/crds
+	cargo run --quiet -p authentify-operator -- crds --write charts/authentify-operator/crds
 
 # Benchmarks on the local control plane; each prints one JSON object as its last line.
 bench:

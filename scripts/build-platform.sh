@@ -128,9 +128,17 @@ build_helm() {
   local out="$BIN/helm-$HELM_VERSION"
   [[ -x "$out" ]] && return 0
   log "building helm $HELM_VERSION"
-  GOBIN="$CACHE/src/helm-$HELM_VERSION" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  # As helm's Makefile does: the version, and the Kubernetes version `helm template` and `helm
+  # lint` assume (that of the client-go helm requires; without it, v1.20).
+  local client_go minor ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  client_go="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' |
+    xargs sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p')"
+  minor="${client_go:?cannot read the client-go version of helm}"
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  GOBIN="$CACHE/src/helm-$HELM_VERSION" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   mv "$CACHE/src/helm-$HELM_VERSION/helm" "$out"
 }
 
