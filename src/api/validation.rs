@@ -235,8 +235,14 @@ mod environment_tests {
                 .arg("kustomize")
                 .arg(root.join(env))
                 .output()
-                .unwrap_or_else(|e| panic!("running {} (scripts/setup.sh builds it): {e}", kubectl.display()));
-            assert!(out.status.success(), "kubectl kustomize environments/{env}: {}", String::from_utf8_lossy(&out.stderr));
+                .unwrap_or_else(|e| {
+                    panic!("running {} (scripts/setup.sh builds it): {e}", kubectl.display())
+                });
+            assert!(
+                out.status.success(),
+                "kubectl kustomize environments/{env}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             let text = String::from_utf8(out.stdout).expect("UTF-8");
             let mut kinds = vec![];
             for doc in serde_yaml_ng::Deserializer::from_str(&text) {
@@ -245,7 +251,9 @@ mod environment_tests {
                 let kind = value["kind"].as_str().unwrap_or_default().to_string();
                 let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
                 assert_eq!(
-                    value["metadata"]["namespace"].as_str().or(value["metadata"]["name"].as_str().filter(|_| kind == "Namespace")),
+                    value["metadata"]["namespace"]
+                        .as_str()
+                        .or(value["metadata"]["name"].as_str().filter(|_| kind == "Namespace")),
                     Some(format!("authentify-{env}").as_str()),
                     "environments/{env}: {kind} {name} is outside the environment's namespace"
                 );
@@ -258,27 +266,41 @@ mod environment_tests {
                 let typed = match kind.as_str() {
                     "App" => serde_json::from_value::<crate::api::App>(value).map(|_| ()),
                     "Redis" => serde_json::from_value::<crate::api::Redis>(value).map(|_| ()),
-                    "AtlasConnection" => serde_json::from_value::<crate::api::AtlasConnection>(value).map(|_| ()),
+                    "AtlasConnection" => {
+                        serde_json::from_value::<crate::api::AtlasConnection>(value).map(|_| ())
+                    }
                     "EdgeCache" => serde_json::from_value::<crate::api::EdgeCache>(value).map(|_| ()),
-                    "AnalysisTemplate" => serde_json::from_value::<crate::api::AnalysisTemplate>(value).map(|_| ()),
+                    "AnalysisTemplate" => {
+                        serde_json::from_value::<crate::api::AnalysisTemplate>(value).map(|_| ())
+                    }
                     other => panic!("unexpected kind {other}"),
                 };
                 typed.unwrap_or_else(|e| panic!("environments/{env}: {kind} {name}: {e}"));
                 kinds.push(format!("{kind}/{name}"));
                 checked += 1;
             }
-            for wanted in ["App/api", "App/app-web", "App/studio-web", "Redis/cache", "AtlasConnection/main", "EdgeCache/authentify"] {
+            for wanted in [
+                "App/api",
+                "App/app-web",
+                "App/studio-web",
+                "Redis/cache",
+                "AtlasConnection/main",
+                "EdgeCache/authentify",
+            ] {
                 assert!(kinds.iter().any(|k| k == wanted), "environments/{env} has no {wanted}: {kinds:?}");
             }
         }
-        assert!(checked >= 18, "expected Authentify's platform in each environment, found {checked} resources");
+        assert!(
+            checked >= 18,
+            "expected Authentify's platform in each environment, found {checked} resources"
+        );
     }
 
     /// The kubectl the platform build provides (`~/.cache/authentify/path`), else PATH's.
     fn kubectl_bin() -> std::path::PathBuf {
-        let cache = std::env::var_os("AUTHENTIFY_CACHE")
-            .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/authentify")));
+        let cache = std::env::var_os("AUTHENTIFY_CACHE").map(std::path::PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/authentify"))
+        });
         match cache.map(|c| c.join("path/kubectl")) {
             Some(path) if path.exists() => path,
             _ => std::path::PathBuf::from("kubectl"),

@@ -260,8 +260,19 @@ impl TestCtx {
 }
 
 /// Sets up the run: starts (or reuses) the control plane, installs the CRDs, and runs each test in
-/// its own namespace on a shared runtime.
+/// its own namespace on a shared runtime, with the operator running in-process.
+#[allow(dead_code)] // tests/install runs its operators as processes
 pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
+    run_with(tests, "platform", true)
+}
+
+/// [`run`] on a control plane of its own (state `state_name`), with or without the in-process
+/// operator (tests/install runs `authentify-operator` processes with the chart's RBAC instead).
+pub fn run_with(
+    tests: Vec<(&'static str, TestFn)>,
+    state_name: &str,
+    in_process_operator: bool,
+) -> std::process::ExitCode {
     let args = libtest_mimic::Arguments::from_args();
     if args.list {
         let trials = tests.into_iter().map(|(name, _)| libtest_mimic::Trial::test(name, || Ok(()))).collect();
@@ -274,7 +285,7 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let mut platform = match platform::Platform::start("platform") {
+    let mut platform = match platform::Platform::start(state_name) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("[cluster tests] cannot start the control plane: {e:#}");
@@ -296,7 +307,7 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
         }
     };
     let handle = runtime.handle().clone();
-    {
+    if in_process_operator {
         let _guard = runtime.enter();
         operator::start(client.clone());
     }
