@@ -143,6 +143,38 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    /// docs/metrics.md documents every metric, and the Grafana dashboard uses only those.
+    #[test]
+    fn every_metric_is_documented_and_the_dashboard_uses_only_those() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/metrics.md")).expect("docs/metrics.md");
+        // Families appear in the exposition once they have a child.
+        let metrics = Metrics::new();
+        metrics.observe_reconcile(Duration::from_millis(1), Some(&Error::Invalid("x".into())));
+        let healthy = AppStatus { phase: Some(AppPhase::Healthy), ..AppStatus::default() };
+        metrics.record_status("ns/a".into(), &AppStatus::default(), &healthy);
+        let names: Vec<String> = metrics
+            .encode()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| match l.split_once(' ') {
+                Some((name, "counter")) => format!("{name}_total"),
+                Some((name, _)) => name.to_string(),
+                None => l.to_string(),
+            })
+            .collect();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in &names {
+            assert!(doc.contains(&format!("`{name}`")), "docs/metrics.md does not document {name}");
+        }
+        let dashboard = std::fs::read_to_string(root.join("docs/grafana/rollouts.json")).expect("dashboard");
+        let used = regex::Regex::new(r"authentify_[a-z_]+").expect("regex");
+        for m in used.find_iter(&dashboard) {
+            let base = ["_bucket", "_count", "_sum"].iter().fold(m.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(names.iter().any(|n| n == base), "the dashboard uses {}, which the operator does not serve", m.as_str());
+        }
+    }
+
     #[test]
     fn apps_by_phase_moves_between_phases() {
         let m = Metrics::new();
