@@ -359,6 +359,83 @@ pub struct Strategy {
     /// Bring the new revision up in full beside the old one, then switch all traffic at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blue_green: Option<BlueGreenStrategy>,
+    /// HTTP gates, in the manner of Flagger's confirm-rollout and confirm-promotion: each must
+    /// answer 2xx before the rollout starts (`ConfirmRollout`) or before the new revision takes
+    /// all traffic (`ConfirmPromotion`). Any other answer holds the rollout and is asked again
+    /// every `interval`. Rollbacks are never held; `promote-full` overrides a closed gate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub webhooks: Vec<Webhook>,
+}
+
+/// An HTTP gate. The operator POSTs a JSON body
+/// (`{name, namespace, app, phase, revision, image, metadata}`) and continues on a 2xx answer.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// Name of the gate, unique in the App; it appears in status, events and messages.
+    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    /// When the gate is asked: `ConfirmRollout` (before the new revision gets pods or runs its
+    /// pre-deploy job) or `ConfirmPromotion` (before it takes all traffic).
+    #[serde(rename = "type")]
+    pub kind: WebhookType,
+    /// The endpoint, `http://` or `https://`. Its query string never appears in messages, so a
+    /// token may be passed there; prefer a cluster-internal Service URL.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^/?#]+')")
+        .message("webhooks[].url must be an http:// or https:// URL with a host, such as http://qa-gate.tools.svc/confirm"))]
+    pub url: String,
+    /// How long one attempt may take, e.g. `10s`.
+    #[serde(default = "default_webhook_timeout")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')")
+        .message("webhooks[].timeout must be a duration made of a number and a unit (ms, s, m, h), such as 10s"))]
+    pub timeout: String,
+    /// Further attempts when the endpoint cannot be reached, times out or answers 5xx
+    /// (a 4xx is an answer: no).
+    #[serde(default = "default_webhook_retries")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: i32,
+    /// How long to wait before asking again after a no, e.g. `30s`.
+    #[serde(default = "default_webhook_interval")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')")
+        .message("webhooks[].interval must be a duration made of a number and a unit (ms, s, m, h), such as 30s"))]
+    pub interval: String,
+    /// Extra fields sent in the request body's `metadata`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+fn default_webhook_timeout() -> String {
+    "10s".to_string()
+}
+fn default_webhook_retries() -> i32 {
+    2
+}
+fn default_webhook_interval() -> String {
+    "30s".to_string()
+}
+
+/// When a webhook gate is asked.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum WebhookType {
+    /// Before a new revision gets pods (and before its pre-deploy job).
+    ConfirmRollout,
+    /// Before the new revision takes all traffic (canary's end, blue-green's switch).
+    ConfirmPromotion,
+}
+
+impl WebhookType {
+    /// The phase name sent to the endpoint (Flagger's spelling).
+    pub fn phase(self) -> &'static str {
+        match self {
+            Self::ConfirmRollout => "confirm-rollout",
+            Self::ConfirmPromotion => "confirm-promotion",
+        }
+    }
 }
 
 /// Canary rollout: the new revision takes a growing share of traffic through its steps.
@@ -681,6 +758,28 @@ pub struct AppStatus {
     /// The control requests (annotations) already carried out, by name.
     #[serde(default, skip_serializing_if = "ControlTokens::is_empty")]
     pub controls: ControlTokens,
+    /// The last answer of each webhook gate asked for the current revision.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gates: Vec<GateStatus>,
+}
+
+/// The last answer of one webhook gate.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// Name of the webhook.
+    pub name: String,
+    /// `ConfirmRollout` or `ConfirmPromotion`.
+    #[serde(rename = "type")]
+    pub kind: WebhookType,
+    /// Revision the answer is for.
+    pub revision: String,
+    /// True once the endpoint answered 2xx.
+    pub passed: bool,
+    /// The answer, for people (status code and the start of the body, or why it could not be asked).
+    pub message: String,
+    /// When it was last asked.
+    pub checked_at: Timestamp,
 }
 
 /// Tokens of the control annotations the operator has carried out. A control annotation
@@ -713,7 +812,7 @@ impl ControlTokens {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PauseCondition {
-    /// `CanaryPauseStep`, `BlueGreenPause`, `InconclusiveAnalysis` or `AppPaused`.
+    /// `CanaryPauseStep`, `BlueGreenPause`, `InconclusiveAnalysis`, `WebhookGate` or `AppPaused`.
     pub reason: String,
     /// When the pause began.
     pub start_time: Timestamp,

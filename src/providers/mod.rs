@@ -9,3 +9,4 @@ pub mod atlas;
 pub mod cloudflare;
 pub mod http;
 pub mod redis;
+pub mod webhook;

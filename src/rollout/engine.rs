@@ -14,7 +14,8 @@ use super::{
     Traffic, Verdict, duration,
 };
 use crate::api::app::{
-    AppPhase, AppSpec, AppStatus, BlueGreenStrategy, CanaryStep, PauseCondition, RolloutRecord,
+    AppPhase, AppSpec, AppStatus, BlueGreenStrategy, CanaryStep, GateStatus, PauseCondition, RolloutRecord,
+    Webhook, WebhookType,
 };
 use crate::api::conditions;
 
@@ -59,6 +60,8 @@ struct Decider<'a> {
     router_weight: i32,
     /// Whether a canary is running (header routes exist only then).
     canary_running: bool,
+    /// Webhook gates to ask before deciding again.
+    ask_gates: Vec<String>,
 }
 
 fn ts(t: Timestamp) -> Time {
@@ -114,6 +117,7 @@ impl<'a> Decider<'a> {
             message: String::new(),
             router_weight: 0,
             canary_running: false,
+            ask_gates: vec![],
         }
     }
 
@@ -248,6 +252,7 @@ impl<'a> Decider<'a> {
         }
         self.st.current_revision = Some(desired.to_string());
         self.st.current_step_index = Some(0);
+        self.st.gates.retain(|g| g.revision == *desired);
         self.st.canary_weight = None;
         self.st.abort = false;
         self.st.pause_conditions.clear();
@@ -287,6 +292,108 @@ impl<'a> Decider<'a> {
                 self.strategy_name()
             ),
         );
+    }
+
+    /// True when `desired` was promoted before: going back to it (an undo) is never held by
+    /// webhook gates and skips the pre-deploy job.
+    fn is_rollback(&self, desired: &str) -> bool {
+        self.st.history.first().is_some_and(|h| h.revision == desired)
+            && self.st.history.iter().skip(1).any(|h| h.revision == desired && h.outcome == "Promoted")
+    }
+
+    /// True while the new revision has neither pods nor a pre-deploy job, nor passed a step: the
+    /// moment a `ConfirmRollout` gate guards. A gate added in the middle of a rollout does not
+    /// take the running canary down.
+    fn not_started(&self, desired: &str) -> bool {
+        self.st.current_step_index.unwrap_or(0) == 0
+            && self.asked(desired) == 0
+            && matches!(self.observed.pre_deploy, JobState::NotConfigured | JobState::Missing)
+    }
+
+    fn webhooks(&self) -> &'a [Webhook] {
+        self.spec.strategy.as_ref().map_or(&[], |s| s.webhooks.as_slice())
+    }
+
+    /// Whether every webhook gate of `kind` is open for `desired`. Gates never asked, or whose
+    /// last "no" is older than their interval, are listed in the plan to be asked; answers the
+    /// controller brings are recorded in `status.gates`. A `promote-full` request opens them all.
+    fn gates_open(&mut self, kind: WebhookType, desired: &str) -> bool {
+        let mut waiting: Vec<String> = vec![];
+        for hook in self.webhooks().iter().filter(|w| w.kind == kind) {
+            let at = self
+                .st
+                .gates
+                .iter()
+                .position(|g| g.name == hook.name && g.kind == kind && g.revision == desired);
+            if at.is_some_and(|i| self.st.gates[i].passed) {
+                continue;
+            }
+            let answer = if self.requests.promote_full {
+                Some((true, "skipped on request (promote-full)".to_string()))
+            } else {
+                self.observed.gates.get(&hook.name).map(|a| (a.passed, a.message.clone()))
+            };
+            let interval = duration::parse(&hook.interval).unwrap_or(Duration::from_secs(30));
+            if let Some((passed, message)) = answer {
+                let record = GateStatus {
+                    name: hook.name.clone(),
+                    kind,
+                    revision: desired.to_string(),
+                    passed,
+                    message: message.clone(),
+                    checked_at: ts(self.now),
+                };
+                let changed = at.is_none_or(|i| self.st.gates[i].message != message);
+                match at {
+                    Some(i) => self.st.gates[i] = record,
+                    None => self.st.gates.push(record),
+                }
+                if passed {
+                    let what =
+                        format!("webhook {} ({kind:?}) opened for revision {desired}: {message}", hook.name);
+                    self.note(false, "GateOpened", what);
+                    continue;
+                }
+                if changed {
+                    let what =
+                        format!("webhook {} ({kind:?}) holds revision {desired}: {message}", hook.name);
+                    self.note(true, "GateClosed", what);
+                }
+                self.requeue_in(interval);
+                waiting.push(format!("{}: {message}; asked every {}", hook.name, duration::format(interval)));
+                continue;
+            }
+            let elapsed = at.map(|i| since(self.now, &self.st.gates[i].checked_at));
+            match elapsed {
+                Some(e) if e < interval => {
+                    self.requeue_in(interval - e);
+                    let last = at.map(|i| self.st.gates[i].message.clone()).unwrap_or_default();
+                    waiting.push(format!(
+                        "{}: {last}; asked every {}",
+                        hook.name,
+                        duration::format(interval)
+                    ));
+                }
+                _ => {
+                    self.ask_gates.push(hook.name.clone());
+                    waiting.push(format!("{}: asking", hook.name));
+                }
+            }
+        }
+        if waiting.is_empty() {
+            if self.st.pause_conditions.iter().any(|p| p.reason == "WebhookGate") {
+                self.st.pause_conditions.retain(|p| p.reason != "WebhookGate");
+                self.st.last_progress_time = Some(ts(self.now));
+            }
+            return true;
+        }
+        self.set_pause("WebhookGate");
+        let what = match kind {
+            WebhookType::ConfirmRollout => "to start",
+            WebhookType::ConfirmPromotion => "to be promoted",
+        };
+        self.message = format!("revision {desired} waits for webhook gates {what} ({})", waiting.join("; "));
+        false
     }
 
     fn set_scale_down(&mut self, revision: &str) {
@@ -345,6 +452,7 @@ impl<'a> Decider<'a> {
         self.st.pause_conditions.clear();
         self.st.last_progress_time = None;
         self.st.current_ready_replicas = None;
+        self.st.gates.retain(|g| g.revision == stable);
         self.scale.insert(stable.to_string(), self.total);
         self.hold_previous();
         self.active = self.default_active(stable);
@@ -474,8 +582,15 @@ impl<'a> Decider<'a> {
             }
         }
 
-        let fast_rollback = self.st.history.first().is_some_and(|h| h.revision == desired)
-            && self.st.history.iter().skip(1).any(|h| h.revision == desired && h.outcome == "Promoted");
+        let fast_rollback = self.is_rollback(desired);
+        if !fast_rollback
+            && self.not_started(desired)
+            && !self.gates_open(WebhookType::ConfirmRollout, desired)
+        {
+            self.hold(stable, desired);
+            self.phase = AppPhase::Paused;
+            return;
+        }
         if !fast_rollback && !self.pre_deploy_done(stable, desired) {
             return;
         }
@@ -741,7 +856,13 @@ impl<'a> Decider<'a> {
             }
             return;
         }
-        // All steps done: the new revision takes everything, then becomes stable.
+        // All steps done: the gates confirm, the new revision takes everything, then becomes stable.
+        if !self.is_rollback(desired) && !self.gates_open(WebhookType::ConfirmPromotion, desired) {
+            let w = self.weight_before(len);
+            self.move_to_weight(stable, desired, w, self.canary_override(len));
+            self.phase = AppPhase::Paused;
+            return;
+        }
         let reached = self.move_to_weight(stable, desired, 100, None);
         self.st.canary_weight = Some(if self.router() { self.router_weight } else { 100 });
         if reached {
@@ -819,6 +940,12 @@ impl<'a> Decider<'a> {
             }
         }
         if promoting {
+            if !self.is_rollback(desired) && !self.gates_open(WebhookType::ConfirmPromotion, desired) {
+                // The promotion stands; the switch waits for the gates (the full-size preview
+                // keeps starting meanwhile).
+                self.phase = AppPhase::Paused;
+                return;
+            }
             if self.ready(desired) >= self.total && self.asked(desired) >= self.total {
                 self.promote(stable, desired);
             } else {
@@ -992,6 +1119,7 @@ impl<'a> Decider<'a> {
             delete_pods: self.delete_pods,
             notes: self.notes,
             requeue_after: self.requeue,
+            ask_gates: self.ask_gates,
         }
     }
 }

@@ -95,6 +95,18 @@ pub struct Observed {
     pub invalid: Option<String>,
     /// Label selector of all the App's pods, for the `/scale` subresource.
     pub selector: String,
+    /// Answers of the webhook gates asked during this reconcile (those a first [`decide`] listed in
+    /// [`Plan::ask_gates`]), by webhook name.
+    pub gates: BTreeMap<String, GateAnswer>,
+}
+
+/// What a webhook gate answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateAnswer {
+    /// True on a 2xx answer.
+    pub passed: bool,
+    /// The answer for people (never the URL's query string).
+    pub message: String,
 }
 
 /// Which pods a Service selects.
@@ -161,6 +173,9 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// Reconcile again after this long even if nothing changes (a timed pause ends, say).
     pub requeue_after: Option<Duration>,
+    /// Webhook gates to ask now, by name. The controller asks them, puts the answers in
+    /// [`Observed::gates`] and decides again; nothing of this plan is applied.
+    pub ask_gates: Vec<String>,
 }
 
 /// Inputs of [`decide`].

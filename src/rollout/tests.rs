@@ -10,6 +10,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use super::*;
 use crate::api::app::{AppPhase, AppSpec, AppStatus};
 
+mod gates;
+
 struct World {
     spec: AppSpec,
     status: AppStatus,
@@ -29,6 +31,10 @@ struct World {
     jobs_created: Vec<(String, JobKind)>,
     deleted_pods: Vec<String>,
     token: u32,
+    /// What each webhook gate answers when asked (a webhook missing here answers no).
+    gate_answers: BTreeMap<String, bool>,
+    /// Every gate asked, in order.
+    gates_asked: Vec<String>,
 }
 
 fn spec(yaml: &str) -> AppSpec {
@@ -59,6 +65,8 @@ impl World {
             jobs_created: vec![],
             deleted_pods: vec![],
             token: 0,
+            gate_answers: BTreeMap::new(),
+            gates_asked: vec![],
         }
     }
 
@@ -71,7 +79,7 @@ impl World {
     }
 
     fn tick(&mut self) -> Plan {
-        let observed = Observed {
+        let mut observed = Observed {
             desired_revision: self.desired(),
             revisions: self.revisions.clone(),
             pre_deploy: self.pre_deploy.clone(),
@@ -80,15 +88,30 @@ impl World {
             analysis: self.analysis.clone(),
             invalid: self.invalid.clone(),
             selector: "platform.authentify.it/app=api".into(),
+            gates: BTreeMap::new(),
         };
-        let plan = decide(Input {
-            spec: &self.spec,
-            generation: Some(1),
-            annotations: &self.annotations,
-            status: &self.status,
-            observed: &observed,
-            now: self.now,
-        });
+        let decide_with = |observed: &Observed| {
+            decide(Input {
+                spec: &self.spec,
+                generation: Some(1),
+                annotations: &self.annotations,
+                status: &self.status,
+                observed,
+                now: self.now,
+            })
+        };
+        let mut plan = decide_with(&observed);
+        if !plan.ask_gates.is_empty() {
+            // As the controller does: ask the gates, then decide again with their answers.
+            for name in &plan.ask_gates {
+                let passed = self.gate_answers.get(name).copied().unwrap_or(false);
+                let message = if passed { "200 OK" } else { "403 Forbidden: not yet" }.to_string();
+                observed.gates.insert(name.clone(), GateAnswer { passed, message });
+            }
+            self.gates_asked.extend(plan.ask_gates.iter().cloned());
+            plan = decide_with(&observed);
+            assert!(plan.ask_gates.is_empty(), "answered gates are not asked twice in a reconcile");
+        }
         // Apply: sizes, readiness one reconcile later, restarts for crashing revisions.
         for (hash, n) in &plan.scale {
             let image = format!("img:{}", hash.trim_start_matches("r-"));

@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod crds;
+mod gates;
 mod nodes;
 mod redis;
 mod rollout;
@@ -22,6 +23,7 @@ fn main() -> std::process::ExitCode {
         crds::valid_app_is_accepted_with_defaults_and_printer_columns,
         crds::kubectl_explain_and_category_work,
         crds::scale_subresource_sets_replicas,
+        gates::webhook_gates_hold_the_rollout_until_they_answer_2xx,
         nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
         nodes::rbac_refuses_what_it_does_not_grant,
         redis::external_reachable_and_unreachable_without_leaking_the_password,

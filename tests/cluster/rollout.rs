@@ -17,13 +17,13 @@ use crate::support::{TestCtx, operator, poll_until};
 
 const LONG: Duration = Duration::from_secs(90);
 
-fn app_yaml(name: &str, image: &str, replicas: i32, extra: &str) -> String {
+pub(crate) fn app_yaml(name: &str, image: &str, replicas: i32, extra: &str) -> String {
     format!(
         "apiVersion: platform.authentify.it/v1alpha1\nkind: App\nmetadata: {{name: {name}}}\nspec:\n  image: {image}\n  replicas: {replicas}\n  port: 3000\n{extra}"
     )
 }
 
-async fn patch_spec(ctx: &TestCtx, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
+pub(crate) async fn patch_spec(ctx: &TestCtx, name: &str, spec: serde_json::Value) -> anyhow::Result<()> {
     ctx.api::<App>()
         .patch(name, &PatchParams::default(), &Patch::Merge(serde_json::json!({"spec": spec})))
         .await?;
@@ -41,7 +41,7 @@ fn phase(app: &App) -> Option<AppPhase> {
     app.status.as_ref().and_then(|s| s.phase.clone())
 }
 
-async fn wait_phase(
+pub(crate) async fn wait_phase(
     ctx: &TestCtx,
     name: &str,
     want: AppPhase,
@@ -52,7 +52,7 @@ async fn wait_phase(
 }
 
 /// `revision -> (replicas asked, ready)` of the App's ReplicaSets.
-async fn replica_sets(ctx: &TestCtx, name: &str) -> anyhow::Result<BTreeMap<String, (i32, i32)>> {
+pub(crate) async fn replica_sets(ctx: &TestCtx, name: &str) -> anyhow::Result<BTreeMap<String, (i32, i32)>> {
     let list = ctx
         .api::<ReplicaSet>()
         .list(&ListParams::default().labels(&format!("platform.authentify.it/app={name}")))
@@ -78,7 +78,7 @@ async fn service_revision(ctx: &TestCtx, name: &str) -> anyhow::Result<Option<St
     Ok(svc.spec.and_then(|s| s.selector).and_then(|s| s.get("platform.authentify.it/revision").cloned()))
 }
 
-async fn event_reasons(ctx: &TestCtx, name: &str) -> anyhow::Result<Vec<String>> {
+pub(crate) async fn event_reasons(ctx: &TestCtx, name: &str) -> anyhow::Result<Vec<String>> {
     let events = ctx.api::<Event>().list(&ListParams::default()).await?;
     Ok(events
         .items

@@ -58,7 +58,7 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
     };
     let jobs_spec = app.spec.jobs.as_ref();
     let status = app.status.clone().unwrap_or_default();
-    let observed = Observed {
+    let mut observed = Observed {
         desired_revision: desired.clone(),
         revisions,
         pre_deploy: job_state(JobKind::PreDeploy, jobs_spec.is_some_and(|j| j.pre_deploy.is_some())),
@@ -67,18 +67,26 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
         analysis: health_verdict(app, &desired, &replica_sets),
         invalid,
         selector: build::selector_string(app),
+        gates: BTreeMap::new(),
     };
 
-    // Decide.
+    // Decide; when webhook gates are due, ask them and decide again with their answers.
     let annotations = app.annotations().clone();
-    let plan = rollout::decide(Input {
-        spec: &app.spec,
-        generation: app.metadata.generation,
-        annotations: &annotations,
-        status: &status,
-        observed: &observed,
-        now,
-    });
+    let decide = |observed: &Observed| {
+        rollout::decide(Input {
+            spec: &app.spec,
+            generation: app.metadata.generation,
+            annotations: &annotations,
+            status: &status,
+            observed,
+            now,
+        })
+    };
+    let mut plan = decide(&observed);
+    if !plan.ask_gates.is_empty() {
+        observed.gates = ask_gates(app, &ns, &desired, &plan.ask_gates).await;
+        plan = decide(&observed);
+    }
 
     // Apply.
     apply_plan(app, ctx, &ns, &plan, &desired, &template, &replica_sets).await?;
@@ -100,6 +108,31 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
         Some(after) => Action::requeue(after),
         None => Action::await_change(),
     })
+}
+
+/// Asks the App's webhook gates named in `names`, all at once.
+async fn ask_gates(
+    app: &App,
+    ns: &str,
+    revision: &str,
+    names: &[String],
+) -> BTreeMap<String, rollout::GateAnswer> {
+    let hooks = app.spec.strategy.as_ref().map_or(&[][..], |s| s.webhooks.as_slice());
+    let asks = hooks.iter().filter(|h| names.contains(&h.name)).map(|hook| async move {
+        let request = crate::providers::webhook::GateRequest {
+            name: app.name_any(),
+            namespace: ns.to_string(),
+            app: format!("{ns}/{}", app.name_any()),
+            phase: hook.kind.phase().to_string(),
+            revision: revision.to_string(),
+            image: app.spec.image.clone(),
+            metadata: hook.metadata.clone(),
+        };
+        let answer = crate::providers::webhook::ask(hook, &request).await;
+        info!(app = %app.name_any(), namespace = %ns, webhook = %hook.name, passed = answer.passed, "asked a webhook gate");
+        (hook.name.clone(), answer)
+    });
+    futures::future::join_all(asks).await.into_iter().collect()
 }
 
 /// The Kubernetes-native health gate used for analysis steps until analysis templates exist:
