@@ -170,8 +170,13 @@ mod tests {
         let dashboard = std::fs::read_to_string(root.join("docs/grafana/rollouts.json")).expect("dashboard");
         let used = regex::Regex::new(r"authentify_[a-z_]+").expect("regex");
         for m in used.find_iter(&dashboard) {
-            let base = ["_bucket", "_count", "_sum"].iter().fold(m.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
-            assert!(names.iter().any(|n| n == base), "the dashboard uses {}, which the operator does not serve", m.as_str());
+            let base =
+                ["_bucket", "_count", "_sum"].iter().fold(m.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(
+                names.iter().any(|n| n == base),
+                "the dashboard uses {}, which the operator does not serve",
+                m.as_str()
+            );
         }
     }
 

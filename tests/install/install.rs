@@ -18,23 +18,12 @@ use kube::config::Kubeconfig;
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-use crate::support::{TestCtx, client_for, kubectl_bin, poll_until};
+use crate::support::{TestCtx, cached_bin, client_for, kubectl_bin, poll_until};
 
 const CHART: &str = "charts/authentify-operator";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A binary built into the platform cache (`~/.cache/authentify/path`), else from PATH.
-fn cached_bin(name: &str) -> PathBuf {
-    let cache = std::env::var_os("AUTHENTIFY_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authentify")));
-    match cache.map(|c| c.join("path").join(name)) {
-        Some(path) if path.exists() => path,
-        _ => PathBuf::from(name),
-    }
 }
 
 /// Runs `cmd` (with `stdin` piped in when given); returns (success, stdout, stderr).

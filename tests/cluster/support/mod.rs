@@ -104,12 +104,17 @@ where
 
 /// The kubectl built with the platform (same version as the API server) when present, else PATH's.
 pub fn kubectl_bin() -> PathBuf {
+    cached_bin("kubectl")
+}
+
+/// A binary `scripts/build-platform.sh` built (`~/.cache/authentify/path/NAME`), else PATH's.
+pub fn cached_bin(name: &str) -> PathBuf {
     let cache = std::env::var_os("AUTHENTIFY_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authentify")));
-    match cache.map(|c| c.join("path/kubectl")) {
+    match cache.map(|c| c.join("path").join(name)) {
         Some(path) if path.exists() => path,
-        _ => PathBuf::from("kubectl"),
+        _ => PathBuf::from(name),
     }
 }
 
