@@ -452,7 +452,8 @@ fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 /// canary (ReplicaSets, Services, NGINX Ingresses, a pre-deploy Job, Events) and provision an
 /// in-cluster Redis (StatefulSets, ConfigMap, Secrets, PDBs) without one forbidden request; the
 /// leader is SIGKILLed mid-rollout, the standby takes the Lease over and finishes the rollout; a
-/// SIGTERM releases the Lease. What the chart does not grant is refused.
+/// SIGTERM releases the Lease, which a third replica takes at its next poll. What the chart does
+/// not grant is refused.
 pub async fn chart_rbac_suffices_for_a_canary_and_a_standby_takes_over(ctx: TestCtx) -> anyhow::Result<()> {
     let release = release_name("rbac");
     let ns = ctx.namespace.clone();
@@ -510,11 +511,9 @@ async fn with_chart_rbac(ctx: &TestCtx, release: &str, dir: &Path) -> anyhow::Re
 
     // Two replicas, as the chart's Deployment runs them.
     let bin = operator_binary()?;
-    let mut replicas = vec![
-        Replica::start(&bin, &kubeconfig, ns, "replica-a", dir)?,
-        Replica::start(&bin, &kubeconfig, ns, "replica-b", dir)?,
-    ];
-    let result = rollout_with_failover(ctx, &mut replicas).await;
+    let start = |identity: &str| Replica::start(&bin, &kubeconfig, ns, identity, dir);
+    let mut replicas = vec![start("replica-a")?, start("replica-b")?];
+    let result = rollout_with_failover(ctx, &mut replicas, start).await;
     if result.is_err() {
         for r in &replicas {
             eprintln!("--- log of {} (exited: {})\n{}", r.identity, r.child.is_none(), r.logs());
@@ -523,7 +522,11 @@ async fn with_chart_rbac(ctx: &TestCtx, release: &str, dir: &Path) -> anyhow::Re
     result
 }
 
-async fn rollout_with_failover(ctx: &TestCtx, replicas: &mut [Replica]) -> anyhow::Result<()> {
+async fn rollout_with_failover(
+    ctx: &TestCtx,
+    replicas: &mut Vec<Replica>,
+    start: impl Fn(&str) -> anyhow::Result<Replica>,
+) -> anyhow::Result<()> {
     let leases: Api<Lease> = ctx.api();
     let identities: Vec<String> = replicas.iter().map(|r| r.identity.clone()).collect();
     poll_until("one replica to hold the Lease", Duration::from_secs(60), || async {
@@ -638,8 +641,16 @@ async fn rollout_with_failover(ctx: &TestCtx, replicas: &mut [Replica]) -> anyho
         }
     }
 
-    // A graceful stop (SIGTERM) releases the Lease.
+    // A graceful stop (SIGTERM) releases the Lease: a new standby takes over at its next poll
+    // instead of waiting out the lease duration.
+    replicas.push(start("replica-c")?);
+    let third = replicas.len() - 1;
+    poll_until("replica-c to stand by", Duration::from_secs(30), || async {
+        Ok(replicas[third].get("/readyz").await?.1.contains("standby"))
+    })
+    .await?;
     let pid = replicas[standby].pid().context("the survivor runs")?;
+    let stopped = Instant::now();
     exec_ok(Command::new("kill").args(["-TERM", &pid.to_string()]), None)?;
     let mut child = replicas[standby].child.take().context("the survivor")?;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -654,7 +665,24 @@ async fn rollout_with_failover(ctx: &TestCtx, replicas: &mut [Replica]) -> anyho
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     ensure!(status.success(), "the operator exits 0 on SIGTERM, got {status}");
-    ensure!(lease_holder(&leases).await?.as_deref() == Some(""), "SIGTERM releases the Lease");
+    let released = replicas[standby].logs();
+    ensure!(
+        released.contains("released the leader lease"),
+        "the stopping leader released the Lease:\n{released}"
+    );
+    poll_until("replica-c to take the released Lease", Duration::from_secs(10), || async {
+        Ok(lease_holder(&leases).await?.as_deref() == Some("replica-c"))
+    })
+    .await?;
+    let handover = stopped.elapsed();
+    eprintln!(
+        "[install] graceful handover: replica-c took the released Lease {:.1} s after SIGTERM",
+        handover.as_secs_f64()
+    );
+    ensure!(
+        handover < Duration::from_secs(8),
+        "a released Lease is taken at the next poll, not after {handover:?}"
+    );
     Ok(())
 }
 
