@@ -110,6 +110,19 @@ enum Readiness {
     Stopping,
 }
 
+/// The answer of /readyz: a leader and a standby are both ready (a standby is a healthy replica,
+/// able to take over); starting, and stopping from the signal on (while reconciles in flight
+/// finish), are not.
+fn readyz(state: Readiness, signalled: bool) -> (axum::http::StatusCode, &'static str) {
+    use axum::http::StatusCode;
+    match if signalled { Readiness::Stopping } else { state } {
+        Readiness::Leader => (StatusCode::OK, "ready: leader"),
+        Readiness::Standby => (StatusCode::OK, "ready: standby"),
+        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        Readiness::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+    }
+}
+
 /// Runs until SIGINT or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format, &args.log_level)?;
@@ -121,9 +134,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let metrics = Metrics::new();
     let (ready_tx, ready_rx) = watch::channel(Readiness::Starting);
-    let server = serve(args.metrics_address, metrics.clone(), ready_rx).await?;
-
     let (signal_tx, signal_rx) = watch::channel(false);
+    let server = serve(args.metrics_address, metrics.clone(), ready_rx, signal_rx.clone()).await?;
+
     tokio::spawn(async move {
         shutdown_signal().await;
         info!("shutting down");
@@ -203,6 +216,7 @@ async fn serve(
     address: SocketAddr,
     metrics: Metrics,
     ready: watch::Receiver<Readiness>,
+    signal: watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let app = Router::new()
         .route(
@@ -216,16 +230,8 @@ async fn serve(
         .route(
             "/readyz",
             get(move || {
-                let ready = *ready.borrow();
-                async move {
-                    use axum::http::StatusCode;
-                    match ready {
-                        Readiness::Leader => (StatusCode::OK, "ready: leader"),
-                        Readiness::Standby => (StatusCode::OK, "ready: standby"),
-                        Readiness::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
-                        Readiness::Stopping => (StatusCode::SERVICE_UNAVAILABLE, "stopping"),
-                    }
-                }
+                let answer = readyz(*ready.borrow(), *signal.borrow());
+                async move { answer }
             }),
         );
     let listener = tokio::net::TcpListener::bind(address).await?;
@@ -267,6 +273,23 @@ async fn shutdown_signal() {
         }
         Err(_) => {
             let _ = ctrl_c.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    #[test]
+    fn readyz_is_ok_for_leader_and_standby_only_until_the_signal() {
+        assert_eq!(readyz(Readiness::Leader, false), (StatusCode::OK, "ready: leader"));
+        assert_eq!(readyz(Readiness::Standby, false), (StatusCode::OK, "ready: standby"));
+        assert_eq!(readyz(Readiness::Starting, false).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(readyz(Readiness::Stopping, false).0, StatusCode::SERVICE_UNAVAILABLE);
+        for state in [Readiness::Leader, Readiness::Standby, Readiness::Starting] {
+            assert_eq!(readyz(state, true), (StatusCode::SERVICE_UNAVAILABLE, "stopping"));
         }
     }
 }
