@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use authentify::api::{AtlasConnection, EdgeCache};
+use authentify::api::AtlasConnection;
 use authentify::controllers::{self, metrics::Metrics};
 
 use crate::leader;
@@ -145,11 +145,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let others = {
         let client = client.clone();
         tokio::spawn(async move {
-            futures::future::join(
-                log_kind::<AtlasConnection>(client.clone()),
-                log_kind::<EdgeCache>(client.clone()),
-            )
-            .await;
+            log_kind::<AtlasConnection>(client.clone()).await;
         })
     };
 

@@ -6,7 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{ResourcePhase, SecretKeyRef, Timestamp};
+use super::common::{DeletionPolicy, ResourcePhase, SecretKeyRef, Timestamp};
 
 /// Desired state of an EdgeCache.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -22,7 +22,7 @@ use super::common::{ResourcePhase, SecretKeyRef, Timestamp};
     printcolumn(name = "Zone", type_ = "string", json_path = ".status.zoneName"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Rules", type_ = "integer", json_path = ".status.ruleCount"),
-    printcolumn(name = "Last Purge", type_ = "date", json_path = ".status.lastPurge.time"),
+    printcolumn(name = "Last Purge", type_ = "date", json_path = ".status.purges[0].time"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
 #[x_kube(validation = Rule::new("has(self.zoneId) != has(self.zoneName)")
@@ -55,26 +55,45 @@ pub struct EdgeCacheSpec {
     /// What is purged when an App that references this EdgeCache promotes.
     #[serde(default)]
     pub purge: PurgePolicy,
-    /// Cloudflare API base URL; change only for tests.
+    /// Cloudflare API base URL; change only for tests (e.g. `http://127.0.0.1:8787/client/v4`).
     #[serde(default = "default_base_url")]
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"))]
     pub base_url: String,
+    /// How often the zone is read again and drift (a record, rule or setting changed by hand)
+    /// corrected, in seconds.
+    #[serde(default = "default_resync")]
+    #[schemars(range(min = 5, max = 86400))]
+    pub resync_interval_seconds: i32,
+    /// What happens to the DNS records and cache rules the operator created when the EdgeCache is
+    /// deleted: `Delete` removes them (only those, never anyone else's), `Keep` leaves them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_resync() -> i32 {
+    300
 }
 
 fn default_base_url() -> String {
     "https://api.cloudflare.com/client/v4".to_string()
 }
 
-/// DNS records for App hosts.
+/// DNS records for App hosts (`dns: {}` points them at the Apps' Ingress or Gateway address).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[x_kube(validation = Rule::new("!has(self.extraHosts) || size(self.extraHosts) == 0 || has(self.target)")
+    .message("dns.extraHosts need dns.target: extra hosts have no Ingress or Gateway to take an address from"))]
 #[serde(rename_all = "camelCase")]
 pub struct DnsSettings {
-    /// Where the hosts point: the cluster's load balancer host name (CNAME) or address (A/AAAA).
-    #[schemars(length(min = 1, max = 253))]
-    pub target: String,
-    /// Record type.
-    #[serde(default, rename = "type")]
-    pub record_type: DnsRecordType,
+    /// Where the hosts point: an IPv4 address (A record), an IPv6 address (AAAA) or a host name
+    /// (CNAME). Absent: the address in the status of each App's Ingress or Gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(
+            pattern = r"^([0-9a-fA-F:.]+|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)$"
+        )
+    )]
+    pub target: Option<String>,
     /// Route through Cloudflare's proxy (orange cloud), which caching needs.
     #[serde(default = "default_true")]
     pub proxied: bool,
@@ -86,16 +105,6 @@ pub struct DnsSettings {
 
 fn default_true() -> bool {
     true
-}
-
-/// DNS record types the operator manages.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
-#[allow(clippy::upper_case_acronyms, missing_docs)]
-pub enum DnsRecordType {
-    #[default]
-    CNAME,
-    A,
-    AAAA,
 }
 
 /// One cache rule.
@@ -142,6 +151,10 @@ pub struct ZoneSettings {
     /// Cache level.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_level: Option<CacheLevel>,
+    /// Development mode (bypasses the cache for three hours when on; Cloudflare turns it off by
+    /// itself, and the operator turns it on again while this says `true`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub development_mode: Option<bool>,
 }
 
 /// Cloudflare cache levels.
@@ -221,9 +234,10 @@ pub struct EdgeCacheStatus {
     /// Number of rules the operator owns in it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_count: Option<i32>,
-    /// The last purge.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_purge: Option<PurgeRecord>,
+    /// The purges after promotions, newest first, one per App: the record that keeps a
+    /// promotion from being purged twice (across operator restarts too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<PurgeRecord>,
     /// Ready and Reachable.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
@@ -242,14 +256,20 @@ pub struct ManagedRecord {
     pub id: String,
 }
 
-/// One purge.
+/// One purge after an App's promotion.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct PurgeRecord {
-    /// When it ran.
-    pub time: Timestamp,
     /// The App whose promotion caused it.
     pub app: String,
+    /// The revision it promoted.
+    pub revision: String,
+    /// When the promotion finished (the App's `status.history[0].finishedAt`).
+    pub promoted_at: Timestamp,
     /// What was purged, e.g. `hosts: api.authentify.it`.
     pub scope: String,
+    /// Purge requests sent (at most 100 items each).
+    pub requests: i32,
+    /// When it ran.
+    pub time: Timestamp,
 }

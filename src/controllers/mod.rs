@@ -3,7 +3,9 @@
 //! metrics, events), errors with a bounded category, and the wiring that runs them.
 
 pub mod app;
+pub mod edge;
 pub mod metrics;
+pub mod promotion;
 pub mod redis;
 
 use std::sync::Arc;
@@ -192,6 +194,7 @@ pub async fn run(
     let controllers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![
         Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone())),
         Box::pin(redis::run(client.clone(), shutdown.clone())),
+        Box::pin(edge::run(client.clone(), shutdown.clone())),
     ];
     futures::future::join_all(controllers).await;
 }
@@ -254,6 +257,36 @@ pub async fn log_result<K, E>(
         // Logged by the error policy, or an object deleted meanwhile: nothing to add.
         Ok(_) | Err(ControllerError::ObjectNotFound(_) | ControllerError::ReconcilerFailed(..)) => {}
         Err(e) => warn!(%kind, error = %e, "controller error"),
+    }
+}
+
+/// Records an Event about `reference`. With `fold`, `recorder` is reused, so repeats of a reason
+/// (retries) fold into one series that keeps its first note; otherwise a fresh recorder keeps
+/// each one-off sentence (a purge's scope, a condition's flip) as its own Event.
+pub async fn publish_event(
+    client: &Client,
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    (warning, reason, message): (bool, &str, &str),
+    fold: bool,
+) {
+    use kube::runtime::events::{Event, EventType};
+    let event = Event {
+        type_: if warning { EventType::Warning } else { EventType::Normal },
+        reason: reason.to_string(),
+        note: Some(message.to_string()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    let fresh;
+    let recorder = if fold {
+        recorder
+    } else {
+        fresh = Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+        &fresh
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        warn!(object = ?reference.name, %error, "could not record an event");
     }
 }
 

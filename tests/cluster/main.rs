@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod crds;
+mod edge;
 mod gates;
 mod nodes;
 mod redis;
@@ -23,6 +24,9 @@ fn main() -> std::process::ExitCode {
         crds::valid_app_is_accepted_with_defaults_and_printer_columns,
         crds::kubectl_explain_and_category_work,
         crds::scale_subresource_sets_replicas,
+        edge::records_rules_settings_follow_the_apps_and_drift_is_corrected,
+        edge::wrong_token_is_a_clear_condition_and_rate_limits_are_waited_out,
+        edge::purge_exactly_once_per_promotion_across_restarts,
         gates::webhook_gates_hold_the_rollout_until_they_answer_2xx,
         nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
         nodes::rbac_refuses_what_it_does_not_grant,

@@ -12,6 +12,7 @@ use crate::api::app::App;
 use crate::api::common::ResourcePhase;
 use crate::api::conditions::{self, REACHABLE, READY};
 use crate::api::redis::{PurgeRecord, Redis, RedisMode, RedisStatus};
+use crate::controllers::promotion;
 use crate::providers::redis::{ProbeError, ProbeResult};
 
 /// App annotation the Redis controller sets to the connection Secret's hash: a change of it
@@ -212,15 +213,7 @@ pub fn status(redis: &Redis, observed: &Observed, now: &Time) -> (RedisStatus, V
 }
 
 /// A promotion whose purge has not run yet.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Due {
-    /// The App.
-    pub app: String,
-    /// The revision promoted.
-    pub revision: String,
-    /// When the promotion finished.
-    pub promoted_at: Time,
-}
+pub type Due = crate::controllers::promotion::Promotion;
 
 /// True when `app` names this Redis in `spec.connections.redis` (same namespace).
 pub fn references(app: &App, redis: &Redis) -> bool {
@@ -235,29 +228,20 @@ pub fn purges_due(redis: &Redis, apps: &[App]) -> Vec<Due> {
         return vec![];
     }
     let records = redis.status.as_ref().map(|s| s.purges.as_slice()).unwrap_or_default();
-    let created = redis.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    apps.iter()
-        .filter(|app| references(app, redis))
-        .filter_map(|app| {
-            let last = app.status.as_ref()?.history.first()?;
-            let finished = last.finished_at.clone()?;
-            if last.outcome != "Promoted" || created.is_some_and(|c| finished.0 < c) {
-                return None;
-            }
-            let name = app.name_any();
-            let done = records
+    promotion::pending(
+        apps.iter().filter(|app| references(app, redis)),
+        redis.metadata.creation_timestamp.as_ref(),
+        |p| {
+            records
                 .iter()
-                .any(|r| r.app == name && r.revision == last.revision && r.promoted_at == finished);
-            (!done).then(|| Due { app: name, revision: last.revision.clone(), promoted_at: finished })
-        })
-        .collect()
+                .any(|r| r.app == p.app && r.revision == p.revision && r.promoted_at == p.promoted_at)
+        },
+    )
 }
 
 /// Records a purge in the list: one entry per App (the newest), at most [`MAX_PURGE_RECORDS`].
 pub fn record_purge(records: &mut Vec<PurgeRecord>, record: PurgeRecord) {
-    records.retain(|r| r.app != record.app);
-    records.insert(0, record);
-    records.truncate(MAX_PURGE_RECORDS);
+    promotion::record(records, record, |r| r.app.as_str(), MAX_PURGE_RECORDS);
 }
 
 /// Apps wired to this Redis whose [`CONNECTION_CHANGED`] annotation is not `hash` yet.

@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -482,25 +482,9 @@ async fn purge_due(
 }
 
 async fn publish(ctx: &Context, redis: &Redis, note: &Note) {
-    let event = Event {
-        type_: if note.warning { EventType::Warning } else { EventType::Normal },
-        reason: note.reason.to_string(),
-        note: Some(note.message.clone()),
-        action: "Reconcile".into(),
-        secondary: None,
-    };
-    // kube's Recorder folds Events with the same reason into one series and keeps the first
-    // message; one-off Events (a purge's count, a flip of a condition) get a fresh recorder so
-    // each keeps its own sentence. Repeating ones (retries) stay folded.
-    let fresh;
-    let recorder = if matches!(note.reason, "PurgeDelayed" | "PurgeFailed") {
-        &ctx.recorder
-    } else {
-        fresh =
-            Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-        &fresh
-    };
-    if let Err(error) = recorder.publish(&event, &redis.object_ref(&())).await {
-        warn!(redis = %redis.name_any(), %error, "could not record an event");
-    }
+    // Retries fold into one series; one-off Events (a purge's count, a flip of a condition)
+    // keep their own sentence.
+    let fold = matches!(note.reason, "PurgeDelayed" | "PurgeFailed");
+    let note_parts = (note.warning, note.reason, note.message.as_str());
+    super::publish_event(&ctx.client, &ctx.recorder, &redis.object_ref(&()), note_parts, fold).await;
 }

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use rules::{MergeOutcome, OWNED_REF_PREFIX, Rule, merge_owned_rules, owned_ref};
+pub use rules::{MergeOutcome, OWNED_REF_PREFIX, Rule, merge_owned_rules, merge_rules_owned_by, owned_ref};
 
 use super::http::{
     self, Clock, ErrorKind, ProviderError, RateLimiter, RawResponse, RetryPolicy, Secret, Service,

@@ -97,12 +97,22 @@ pub struct MergeOutcome {
 /// rule the operator does not own exactly where and as it was. An owned rule that is still
 /// desired keeps its id.
 pub fn merge_owned_rules(existing: &[Rule], desired: &[Rule]) -> MergeOutcome {
-    let first_owned = existing.iter().position(Rule::is_owned);
+    merge_rules_owned_by(existing, desired, OWNED_REF_PREFIX)
+}
+
+/// [`merge_owned_rules`] for one owner among several sharing a zone (one EdgeCache per
+/// environment, say): only rules whose `ref` starts with `owner_prefix` (which starts with
+/// [`OWNED_REF_PREFIX`]) are replaced or dropped; other owners' rules are kept like everyone
+/// else's.
+pub fn merge_rules_owned_by(existing: &[Rule], desired: &[Rule], owner_prefix: &str) -> MergeOutcome {
+    let owned =
+        |r: &Rule| r.is_owned() && r.reference.as_deref().is_some_and(|x| x.starts_with(owner_prefix));
+    let first_owned = existing.iter().position(owned);
     let ours: Vec<Rule> = desired
         .iter()
         .map(|want| {
             let mut rule = want.clone();
-            if let Some(old) = existing.iter().find(|r| r.is_owned() && r.reference == want.reference) {
+            if let Some(old) = existing.iter().find(|r| owned(r) && r.reference == want.reference) {
                 rule.id = old.id.clone();
             }
             rule
@@ -111,7 +121,7 @@ pub fn merge_owned_rules(existing: &[Rule], desired: &[Rule]) -> MergeOutcome {
     let mut rules = Vec::with_capacity(existing.len() + ours.len());
     let mut placed = false;
     for (i, rule) in existing.iter().enumerate() {
-        if rule.is_owned() {
+        if owned(rule) {
             if Some(i) == first_owned {
                 rules.extend(ours.iter().cloned());
                 placed = true;
@@ -167,6 +177,19 @@ mod tests {
         let out = merge_owned_rules(&existing, &[Rule::owned_cache_rule("a", "e", json!({"cache": true}))]);
         assert!(!out.changed);
         assert_eq!(out.rules, existing);
+    }
+
+    #[test]
+    fn an_owner_prefix_keeps_other_owners_rules() {
+        let staging = Rule::owned_cache_rule("staging/edge/a", "s", json!({"cache": true}));
+        let prod_old = Rule::owned_cache_rule("prod/edge/a", "old", json!({"cache": true}));
+        let existing = vec![foreign("f1"), staging.clone(), prod_old];
+        let desired = vec![Rule::owned_cache_rule("prod/edge/a", "new", json!({"cache": true}))];
+        let out = merge_rules_owned_by(&existing, &desired, "authentify:prod/edge/");
+        assert!(out.changed);
+        assert_eq!(out.rules, vec![foreign("f1"), staging.clone(), desired[0].clone()]);
+        let gone = merge_rules_owned_by(&out.rules, &[], "authentify:prod/edge/");
+        assert_eq!(gone.rules, vec![foreign("f1"), staging]);
     }
 
     #[test]
