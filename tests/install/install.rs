@@ -7,8 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use authentify::api::App;
 use authentify::api::app::AppPhase;
+use authentify::api::common::ResourcePhase;
+use authentify::api::{App, EdgeCache};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
@@ -449,8 +450,9 @@ fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 
 /// The operator runs as two processes with only the chart's RBAC (its ServiceAccount's token,
 /// writes bound to this namespace): one leads, the standby does not reconcile; they roll out a
-/// canary (ReplicaSets, Services, NGINX Ingresses, a pre-deploy Job, Events) and provision an
-/// in-cluster Redis (StatefulSets, ConfigMap, Secrets, PDBs) without one forbidden request; the
+/// canary (ReplicaSets, Services, NGINX Ingresses, a pre-deploy Job, Events), provision an
+/// in-cluster Redis (StatefulSets, ConfigMap, Secrets, PDBs) and an EdgeCache (finalizer, status,
+/// against the Cloudflare fake) without one forbidden request; the
 /// leader is SIGKILLed mid-rollout, the standby takes the Lease over and finishes the rollout; a
 /// SIGTERM releases the Lease, which a third replica takes at its next poll. What the chart does
 /// not grant is refused.
@@ -545,10 +547,24 @@ async fn rollout_with_failover(
     ensure!(replicas[leader].get("/readyz").await?.1.contains("leader"), "/readyz of the leader says so");
     ensure!(replicas[standby].get("/readyz").await?.1.contains("standby"), "/readyz of the standby says so");
 
+    // The Cloudflare fake, for an EdgeCache in front of the App.
+    let cloudflare = authentify_fakes::CloudflareFake::start().await?;
+    cloudflare.add_token("cf-install-token");
+    cloudflare.add_zone("authentify.it");
+    let token: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "cf"}, "stringData": {"token": "cf-install-token"}}),
+    )?;
+    ctx.api::<Secret>().create(&PostParams::default(), &token).await?;
+    ctx.create_yaml::<EdgeCache>(&format!(
+        "apiVersion: platform.authentify.it/v1alpha1\nkind: EdgeCache\nmetadata: {{name: edge}}\nspec:\n  apiTokenSecret: {{name: cf, key: token}}\n  zoneName: authentify.it\n  baseUrl: {}\n  dns: {{target: ingress.authentify.it}}\n",
+        cloudflare.base_url()
+    ))
+    .await?;
+
     // A canary through NGINX Ingresses with a pre-deploy Job, and an in-cluster Redis.
     let steps = "      steps:\n        - setWeight: 50\n        - pause: {duration: 5s}\n        - setWeight: 75\n        - pause: {duration: 3s}\n";
     let app = format!(
-        "apiVersion: platform.authentify.it/v1alpha1\nkind: App\nmetadata: {{name: api}}\nspec:\n  image: registry.example.com/api:1\n  replicas: 2\n  port: 3000\n  route: {{host: api.example.test, ingressClassName: nginx}}\n  jobs:\n    preDeploy: {{command: [npm, run, migrate]}}\n  strategy:\n    canary:\n      trafficRouting: {{nginx: {{}}}}\n{steps}"
+        "apiVersion: platform.authentify.it/v1alpha1\nkind: App\nmetadata: {{name: api}}\nspec:\n  image: registry.example.com/api:1\n  replicas: 2\n  port: 3000\n  route: {{host: api.authentify.it, ingressClassName: nginx}}\n  edgeCache: {{name: edge}}\n  jobs:\n    preDeploy: {{command: [npm, run, migrate]}}\n  strategy:\n    canary:\n      trafficRouting: {{nginx: {{}}}}\n{steps}"
     );
     ctx.create_yaml::<App>(&app).await?;
     ctx.create_yaml::<authentify::api::Redis>(
@@ -562,6 +578,10 @@ async fn rollout_with_failover(
     ctx.wait_for::<StatefulSet>("cache-sentinel", "created by the operator", long, |_| true).await?;
     ctx.wait_for::<ConfigMap>("cache-redis-config", "created by the operator", long, |_| true).await?;
     ctx.wait_for::<Secret>("cache-redis-auth", "created by the operator", long, |_| true).await?;
+    ctx.wait_for::<EdgeCache>("edge", "Ready", long, |e| {
+        e.status.as_ref().and_then(|s| s.phase.clone()) == Some(ResourcePhase::Ready)
+    })
+    .await?;
     poll_until("the Redis PodDisruptionBudgets", long, || async {
         Ok(ctx.api::<PodDisruptionBudget>().list(&ListParams::default()).await?.items.len() >= 2)
     })
@@ -605,6 +625,12 @@ async fn rollout_with_failover(
     })
     .await?;
     let finished = killed.elapsed();
+    // The new leader also runs the EdgeCache's finalizer when it is deleted.
+    ctx.api::<EdgeCache>().delete("edge", &Default::default()).await?;
+    poll_until("the EdgeCache's finalizer to let it go", long, || async {
+        Ok(ctx.api::<EdgeCache>().get_opt("edge").await?.is_none())
+    })
+    .await?;
     eprintln!(
         "[install] failover: the standby took the Lease {:.1} s after the leader was killed (lease 15 s, retry 2 s); \
          the rollout finished {:.1} s after the kill",
