@@ -8,6 +8,11 @@
 //! Examples: `result < 0.05`, `result[0] >= 0.99`, `result.status == "ok"`,
 //! `result.all(r, r < 0.5)`. See docs/analysis.md.
 
+pub mod builtin;
+pub mod providers;
+pub mod resolve;
+pub mod run;
+
 use kube::core::cel::cel::{Context, Program};
 
 use crate::api::analysis::{AnalysisPhase, Metric};
@@ -155,6 +160,8 @@ mod tests {
         assert_eq!(evaluate("result[0] >= 0.99", &json!([0.995, 0.2])), Ok(true));
         assert_eq!(evaluate("result.status == 'ok'", &json!({"status": "ok"})), Ok(true));
         assert_eq!(evaluate("result.all(r, r < 0.5)", &json!([0.1, 0.7])), Ok(false));
+        assert_eq!(evaluate("size(result) > 1", &json!([0.1, 0.2])), Ok(true), "as docs/analysis.md says");
+        assert_eq!(evaluate("result", &json!(true)), Ok(true), "a Job's result is the condition itself");
         assert!(evaluate("result <", &json!(1)).unwrap_err().contains("does not parse"));
         assert!(evaluate("result + 1.0", &json!(1)).unwrap_err().contains("not true or false"));
         assert!(evaluate("result.missing > 1", &json!({})).is_err());

@@ -532,6 +532,10 @@ pub struct AnalysisRef {
     #[schemars(length(max = 32))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub args: Vec<AnalysisArg>,
+    /// Seconds a finished AnalysisRun is kept before it is deleted (default a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 31_536_000))]
+    pub ttl_seconds_after_finished: Option<i32>,
 }
 
 /// One named argument passed to an analysis template.
@@ -758,9 +762,27 @@ pub struct AppStatus {
     /// The control requests (annotations) already carried out, by name.
     #[serde(default, skip_serializing_if = "ControlTokens::is_empty")]
     pub controls: ControlTokens,
+    /// The AnalysisRuns of the current (or last) rollout and their verdicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis_runs: Vec<AnalysisRunSummary>,
     /// The last answer of each webhook gate asked for the current revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gates: Vec<GateStatus>,
+}
+
+/// One AnalysisRun of a rollout, as the App's status sums it up.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunSummary {
+    /// Name of the AnalysisRun.
+    pub name: String,
+    /// `step 3`, `background`, `pre-promotion` or `post-promotion`.
+    pub purpose: String,
+    /// Running, Successful, Failed, Inconclusive or Error.
+    pub phase: crate::api::analysis::AnalysisPhase,
+    /// The run's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// The last answer of one webhook gate.

@@ -13,7 +13,7 @@ pub mod edge_cache;
 pub mod redis;
 pub mod validation;
 
-pub use analysis::{AnalysisTemplate, AnalysisTemplateSpec};
+pub use analysis::{AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplate, AnalysisTemplateSpec};
 pub use app::{App, AppSpec, AppStatus};
 pub use atlas::{AtlasConnection, AtlasConnectionSpec, AtlasConnectionStatus};
 pub use common::{CATEGORY, GROUP, VERSION};
@@ -25,7 +25,14 @@ use kube::CustomResourceExt;
 
 /// Every CRD of the platform, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![App::crd(), Redis::crd(), AtlasConnection::crd(), EdgeCache::crd(), AnalysisTemplate::crd()]
+    vec![
+        App::crd(),
+        Redis::crd(),
+        AtlasConnection::crd(),
+        EdgeCache::crd(),
+        AnalysisTemplate::crd(),
+        AnalysisRun::crd(),
+    ]
 }
 
 /// The file name under `manifests/crds/` for a CRD.

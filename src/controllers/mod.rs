@@ -2,6 +2,7 @@
 //! field manager) -> status. This module holds what they share: the context (client, caches,
 //! metrics, events), errors with a bounded category, and the wiring that runs them.
 
+pub mod analysis;
 pub mod app;
 pub mod edge;
 pub mod metrics;
@@ -23,7 +24,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::App;
+use crate::api::{AnalysisRun, AnalysisTemplate, App};
 use app::build::{APP_LABEL, MANAGED_BY, MANAGER};
 
 /// The one field manager of every server-side apply the operator makes.
@@ -71,6 +72,10 @@ pub struct Stores {
     pub pods: Store<Pod>,
     /// Pre- and post-deploy Jobs.
     pub jobs: Store<Job>,
+    /// AnalysisRuns the operator created for Apps.
+    pub analysis_runs: Store<AnalysisRun>,
+    /// AnalysisTemplates, which Apps' analysis references name.
+    pub analysis_templates: Store<AnalysisTemplate>,
 }
 
 /// What every reconcile gets.
@@ -154,11 +159,34 @@ pub async fn run_app_controller(
     .default_backoff()
     .touched_objects();
 
+    let (run_store, run_writer) = reflector::store::<AnalysisRun>();
+    let run_stream = reflector::reflector(
+        run_writer,
+        watcher(Api::<AnalysisRun>::all(client.clone()), managed())
+            .modify(|o: &mut AnalysisRun| o.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+    let (template_store, template_writer) = reflector::store::<AnalysisTemplate>();
+    let template_stream = reflector::reflector(
+        template_writer,
+        watcher(Api::<AnalysisTemplate>::all(client.clone()), watcher::Config::default())
+            .modify(|o: &mut AnalysisTemplate| o.managed_fields_mut().clear()),
+    )
+    .default_backoff()
+    .touched_objects();
+
     let recorder =
         Recorder::new(client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
     let ctx = Arc::new(Context {
         client: client.clone(),
-        stores: Stores { replica_sets: rs_store, pods: pod_store, jobs: job_store },
+        stores: Stores {
+            replica_sets: rs_store,
+            pods: pod_store,
+            jobs: job_store,
+            analysis_runs: run_store,
+            analysis_templates: template_store,
+        },
         recorder,
         metrics,
         clock: app::system_clock,
@@ -172,9 +200,22 @@ pub async fn run_app_controller(
     )
     .default_backoff()
     .touched_objects();
+    let apps = app_store.clone();
     Controller::for_stream(app_stream, app_store)
         .owns_stream(rs_stream)
         .owns_stream(job_stream)
+        .owns_stream(run_stream)
+        .watches_stream(template_stream, {
+            // A template that appears or changes wakes the Apps that name it.
+            move |t: AnalysisTemplate| {
+                let ns = t.namespace();
+                apps.state()
+                    .iter()
+                    .filter(|a| a.namespace() == ns && app::references_template(a, &t.name_any()))
+                    .map(|a| ObjectRef::from_obj(a.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        })
         .watches_stream(pod_stream, |pod: Pod| to_app(&pod))
         .graceful_shutdown_on(shutdown)
         .run(app::reconcile, app::error_policy, ctx)
@@ -194,6 +235,7 @@ pub async fn run(
     let controllers: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> = vec![
         Box::pin(run_app_controller(client.clone(), metrics.clone(), shutdown.clone())),
         Box::pin(redis::run(client.clone(), shutdown.clone())),
+        Box::pin(analysis::run(client.clone(), shutdown.clone())),
         Box::pin(edge::run(client.clone(), shutdown.clone())),
     ];
     futures::future::join_all(controllers).await;

@@ -10,12 +10,13 @@ use k8s_openapi::jiff::Timestamp;
 
 use super::replicas::{Pair, step_towards, surge_and_unavailable, targets_for_weight};
 use super::{
-    ABORT, Input, JobKind, JobState, Note, Observed, PROMOTE, PROMOTE_FULL, Plan, RETRY, Revision, Selector,
-    Traffic, Verdict, duration,
+    ABORT, Input, JobKind, JobState, Note, Observed, PROMOTE, PROMOTE_FULL, Plan, RETRY, Revision,
+    RunRequest, Selector, Traffic, Verdict, duration,
 };
+use crate::api::analysis::AnalysisPhase;
 use crate::api::app::{
-    AppPhase, AppSpec, AppStatus, BlueGreenStrategy, CanaryStep, GateStatus, PauseCondition, RolloutRecord,
-    Webhook, WebhookType,
+    AnalysisRef, AnalysisRunSummary, AppPhase, AppSpec, AppStatus, BlueGreenStrategy, CanaryStep, GateStatus,
+    PauseCondition, RolloutRecord, Webhook, WebhookType,
 };
 use crate::api::conditions;
 
@@ -60,6 +61,8 @@ struct Decider<'a> {
     router_weight: i32,
     /// Whether a canary is running (header routes exist only then).
     canary_running: bool,
+    /// AnalysisRuns the rollout needs now.
+    runs: Vec<RunRequest>,
     /// Webhook gates to ask before deciding again.
     ask_gates: Vec<String>,
 }
@@ -117,6 +120,7 @@ impl<'a> Decider<'a> {
             message: String::new(),
             router_weight: 0,
             canary_running: false,
+            runs: vec![],
             ask_gates: vec![],
         }
     }
@@ -165,6 +169,7 @@ impl<'a> Decider<'a> {
     fn run(&mut self) {
         let desired = self.observed.desired_revision.clone();
         self.st.strategy = Some(self.strategy_name().to_string());
+        self.sync_analysis_runs();
 
         if let Some(problem) = self.observed.invalid.clone() {
             // Nothing moves while the spec cannot be carried out; what runs keeps running.
@@ -256,6 +261,7 @@ impl<'a> Decider<'a> {
         self.st.canary_weight = None;
         self.st.abort = false;
         self.st.pause_conditions.clear();
+        self.st.analysis_runs.clear();
         self.st.last_progress_time = Some(ts(self.now));
         self.st.current_ready_replicas = Some(self.ready(desired));
 
@@ -516,6 +522,7 @@ impl<'a> Decider<'a> {
             self.st.current_step_index = Some(0);
             self.st.canary_weight = None;
             self.st.pause_conditions.clear();
+            self.st.analysis_runs.clear();
             self.st.last_progress_time = Some(ts(self.now));
             self.push_history(desired, "Running", false);
             self.note(false, "RolloutRetried", format!("retrying the rollout of revision {desired}"));
@@ -565,7 +572,7 @@ impl<'a> Decider<'a> {
             }
             // Pauses (timed or waiting for a person) do not count against the deadline; finishing
             // one counts as progress.
-            let pausing = !self.st.pause_conditions.is_empty();
+            let pausing = !self.st.pause_conditions.is_empty() || self.gated_by_analysis();
             if !pausing
                 && let Some(since_progress) = self.st.last_progress_time.as_ref().map(|t| since(self.now, t))
             {
@@ -756,6 +763,37 @@ impl<'a> Decider<'a> {
             i = len;
         }
         let mut promote = self.requests.promote;
+        if i < len
+            && let Some(background) = self.canary_background()
+        {
+            // A person's promote accepts an inconclusive background analysis: a new one starts.
+            let accepted = promote && self.last_run_phase("background") == Some(AnalysisPhase::Inconclusive);
+            if accepted {
+                promote = false;
+                self.st.pause_conditions.retain(|p| p.reason != "InconclusiveAnalysis");
+                self.note(false, "AnalysisAccepted", "inconclusive background analysis accepted on request");
+            }
+            match self.analysis("background", background, accepted) {
+                Verdict::Failed(why) => {
+                    self.abort(format!("background analysis failed: {why}; revision {stable} serves"));
+                    return self.aborted(stable, desired);
+                }
+                Verdict::Inconclusive(why) => {
+                    let w = self.weight_before(i);
+                    self.move_to_weight(stable, desired, w, self.canary_override(i));
+                    self.set_pause("InconclusiveAnalysis");
+                    self.phase = AppPhase::Paused;
+                    self.message = format!(
+                        "canary at {w}%, step {}/{len}: background analysis inconclusive ({why}); promote or abort",
+                        i + 1
+                    );
+                    self.st.current_step_index = Some(i as i32);
+                    self.st.step = Some(format!("{}/{len}", i + 1));
+                    return;
+                }
+                Verdict::Running | Verdict::Successful => {}
+            }
+        }
         // Instant steps (a weight already reached, a finished pause) complete in one reconcile.
         for _ in 0..=len {
             if i >= len {
@@ -804,11 +842,19 @@ impl<'a> Decider<'a> {
                         false
                     }
                 }
-            } else if step.analysis.is_some() {
+            } else if let Some(analysis) = &step.analysis {
                 let w = self.weight_before(i);
                 let reached = self.move_to_weight(stable, desired, w, self.canary_override(i));
-                match self.observed.analysis.clone() {
-                    Verdict::Successful if reached => true,
+                // The run starts once the canary is at its weight; once started it is followed
+                // even if a pod blips.
+                let purpose = format!("step {}", i + 1);
+                let verdict = if reached || self.last_run_phase(&purpose).is_some() {
+                    self.analysis(&purpose, analysis, false)
+                } else {
+                    Verdict::Running
+                };
+                match verdict {
+                    Verdict::Successful => true,
                     Verdict::Failed(why) => {
                         self.abort(format!(
                             "analysis failed at step {}/{len}: {why}; revision {stable} serves",
@@ -825,7 +871,14 @@ impl<'a> Decider<'a> {
                         );
                         false
                     }
-                    _ => {
+                    Verdict::Running if !reached => {
+                        self.message = format!(
+                            "canary at {w}%, step {}/{len}: waiting for the canary's pods before analysis",
+                            i + 1
+                        );
+                        false
+                    }
+                    Verdict::Running => {
                         self.message = format!("canary at {w}%, step {}/{len}: analysis running", i + 1);
                         false
                     }
@@ -903,23 +956,37 @@ impl<'a> Decider<'a> {
                     format!("preview of revision {desired}: {}/{want} pods ready", self.ready(desired));
                 return;
             }
-            match self.observed.analysis.clone() {
-                Verdict::Failed(why) if bg.pre_promotion_analysis.is_some() => {
-                    self.abort(format!("pre-promotion analysis failed: {why}; revision {stable} serves"));
-                    return self.aborted(stable, desired);
+            if let Some(pre) = &bg.pre_promotion_analysis {
+                match self.analysis("pre-promotion", pre, false) {
+                    Verdict::Failed(why) => {
+                        self.abort(format!("pre-promotion analysis failed: {why}; revision {stable} serves"));
+                        return self.aborted(stable, desired);
+                    }
+                    Verdict::Running => {
+                        self.message =
+                            format!("preview of revision {desired} ready; pre-promotion analysis running");
+                        return;
+                    }
+                    Verdict::Inconclusive(why) if !(self.requests.promote || self.requests.promote_full) => {
+                        self.set_pause("InconclusiveAnalysis");
+                        self.phase = AppPhase::Paused;
+                        self.message = format!(
+                            "preview of revision {desired} ready; pre-promotion analysis inconclusive ({why}); promote or abort"
+                        );
+                        return;
+                    }
+                    Verdict::Inconclusive(_) | Verdict::Successful => {
+                        self.st.pause_conditions.retain(|p| p.reason != "InconclusiveAnalysis");
+                    }
                 }
-                Verdict::Running if bg.pre_promotion_analysis.is_some() => {
-                    self.message =
-                        format!("preview of revision {desired} ready; pre-promotion analysis running");
-                    return;
-                }
-                _ => {}
             }
             let start = self.set_pause("BlueGreenPause");
             let auto = bg.auto_promotion_seconds.map(|s| Duration::from_secs(u64::try_from(s).unwrap_or(0)));
             let elapsed = since(self.now, &start);
             if self.requests.promote || self.requests.promote_full || auto.is_some_and(|a| elapsed >= a) {
                 promoting = true;
+                self.requests.promote = false;
+                self.requests.promote_full = false;
                 self.st.current_step_index = Some(1);
                 self.st.pause_conditions.retain(|p| p.reason != "BlueGreenPause");
                 self.st.last_progress_time = Some(ts(self.now));
@@ -947,7 +1014,10 @@ impl<'a> Decider<'a> {
                 return;
             }
             if self.ready(desired) >= self.total && self.asked(desired) >= self.total {
-                self.promote(stable, desired);
+                match &bg.post_promotion_analysis {
+                    Some(post) => self.post_promotion(stable, desired, post),
+                    None => self.promote(stable, desired),
+                }
             } else {
                 self.phase = AppPhase::Progressing;
                 self.message = format!(
@@ -957,6 +1027,155 @@ impl<'a> Decider<'a> {
                 );
             }
         }
+    }
+
+    /// After the switch, before the new revision counts as stable: the active Service selects
+    /// the new revision while the old one stays at full size, so a failed post-promotion analysis
+    /// switches back at once.
+    fn post_promotion(&mut self, stable: &str, desired: &str, post: &AnalysisRef) {
+        self.active = Selector::Revision(desired.to_string());
+        if self.st.current_step_index != Some(2) {
+            self.st.current_step_index = Some(2);
+            self.st.last_progress_time = Some(ts(self.now));
+            self.note(
+                false,
+                "Switched",
+                format!("traffic switched to revision {desired}; post-promotion analysis runs"),
+            );
+        }
+        let promote = self.requests.promote || self.requests.promote_full;
+        match self.analysis("post-promotion", post, false) {
+            Verdict::Successful => self.promote(stable, desired),
+            Verdict::Inconclusive(_) if promote => {
+                self.st.pause_conditions.retain(|p| p.reason != "InconclusiveAnalysis");
+                self.promote(stable, desired);
+            }
+            Verdict::Failed(why) => {
+                self.abort(format!(
+                    "post-promotion analysis failed: {why}; switched back to revision {stable}"
+                ));
+                self.aborted(stable, desired);
+            }
+            Verdict::Inconclusive(why) => {
+                self.set_pause("InconclusiveAnalysis");
+                self.phase = AppPhase::Paused;
+                self.message = format!(
+                    "revision {desired} serves; post-promotion analysis inconclusive ({why}); promote or abort"
+                );
+            }
+            Verdict::Running => {
+                self.phase = AppPhase::Progressing;
+                self.message = format!(
+                    "revision {desired} serves; post-promotion analysis running (revision {stable} stays up)"
+                );
+            }
+        }
+    }
+
+    fn canary_background(&self) -> Option<&'a AnalysisRef> {
+        self.spec.strategy.as_ref()?.canary.as_ref()?.analysis.as_ref()
+    }
+
+    /// True while a step, pre- or post-promotion analysis decides: that time does not count
+    /// against the progress deadline.
+    fn gated_by_analysis(&self) -> bool {
+        self.st.analysis_runs.iter().any(|r| r.purpose != "background" && r.phase == AnalysisPhase::Running)
+    }
+
+    fn last_run_phase(&self, purpose: &str) -> Option<AnalysisPhase> {
+        self.st.analysis_runs.iter().rev().find(|r| r.purpose == purpose).map(|r| r.phase)
+    }
+
+    /// Brings the status's run summaries up to date with the runs observed, with an Event for
+    /// each verdict.
+    fn sync_analysis_runs(&mut self) {
+        let mut notes = vec![];
+        for summary in &mut self.st.analysis_runs {
+            let Some(run) = self.observed.analysis_runs.get(&summary.name) else { continue };
+            let message = (!run.message.is_empty()).then(|| run.message.clone());
+            if summary.phase == run.phase && summary.message == message {
+                continue;
+            }
+            if !summary.phase.is_finished() && run.phase.is_finished() {
+                let (warning, reason, verb) = match run.phase {
+                    AnalysisPhase::Successful => (false, "AnalysisSuccessful", "passed"),
+                    AnalysisPhase::Inconclusive => (true, "AnalysisInconclusive", "was inconclusive"),
+                    AnalysisPhase::Error => (true, "AnalysisFailed", "erred"),
+                    _ => (true, "AnalysisFailed", "failed"),
+                };
+                notes.push(Note {
+                    warning,
+                    reason,
+                    message: format!("{} analysis {} {verb}: {}", summary.purpose, summary.name, run.message),
+                });
+            }
+            summary.phase = run.phase;
+            summary.message = message;
+        }
+        self.notes.extend(notes);
+    }
+
+    /// The verdict of the analysis for `purpose`, asking for its run while it runs. `fresh`
+    /// starts a new run even though one exists (a person accepted the last one).
+    fn analysis(&mut self, purpose: &str, reference: &AnalysisRef, fresh: bool) -> Verdict {
+        let existing = self.st.analysis_runs.iter().rposition(|r| r.purpose == purpose);
+        let index = match existing {
+            Some(i) if !fresh => i,
+            _ => {
+                let k = self.st.analysis_runs.iter().filter(|r| r.purpose == purpose).count();
+                let name = self.run_name(purpose, k);
+                self.note(
+                    false,
+                    "AnalysisStarted",
+                    format!("{purpose} analysis {name} started ({})", reference.templates.join(", ")),
+                );
+                self.st.analysis_runs.push(AnalysisRunSummary {
+                    name,
+                    purpose: purpose.to_string(),
+                    phase: AnalysisPhase::Running,
+                    message: None,
+                });
+                self.st.analysis_runs.len() - 1
+            }
+        };
+        let summary = &self.st.analysis_runs[index];
+        let why = format!("{}: {}", summary.name, summary.message.clone().unwrap_or_default());
+        match summary.phase {
+            AnalysisPhase::Running => {
+                self.runs.push(RunRequest {
+                    name: summary.name.clone(),
+                    purpose: purpose.to_string(),
+                    analysis: reference.clone(),
+                });
+                Verdict::Running
+            }
+            AnalysisPhase::Successful => Verdict::Successful,
+            AnalysisPhase::Inconclusive => Verdict::Inconclusive(why),
+            AnalysisPhase::Failed | AnalysisPhase::Error => Verdict::Failed(why),
+        }
+    }
+
+    /// `<app>-<revision>-<attempt>-<purpose>[-k]`: the same in every reconcile of one attempt of
+    /// a rollout (the attempt is when it started), so a restarted operator finds its runs.
+    fn run_name(&self, purpose: &str, k: usize) -> String {
+        let desired = &self.observed.desired_revision;
+        let started = self
+            .st
+            .history
+            .iter()
+            .find(|r| &r.revision == desired && r.finished_at.is_none())
+            .map_or(0, |r| r.started_at.0.as_second());
+        let slug = match purpose.strip_prefix("step ") {
+            Some(n) => format!("s{n}"),
+            None => match purpose {
+                "background" => "bg".to_string(),
+                "pre-promotion" => "pre".to_string(),
+                _ => "post".to_string(),
+            },
+        };
+        let again = if k > 0 { format!("-{k}") } else { String::new() };
+        let app: String = self.observed.name.chars().take(180).collect();
+        format!("{app}-{desired}-{}-{slug}{again}", base36(u64::try_from(started).unwrap_or(0)))
     }
 
     fn finish(mut self) -> Plan {
@@ -1108,6 +1327,18 @@ impl<'a> Decider<'a> {
                 && header_configured
                 && self.observed.revisions.iter().any(|r| r.hash == desired && r.ready > 0),
         });
+        // Runs of a rollout that goes on are kept even when this reconcile did not look at them
+        // (the App is paused, the spec cannot be carried out now, a step was promoted past);
+        // a promoted, aborted or superseded rollout keeps none.
+        let rolling = self.st.stable_revision.as_deref() != Some(desired.as_str()) && !self.st.abort;
+        let mut keep_analysis_runs: Vec<String> = self.runs.iter().map(|r| r.name.clone()).collect();
+        if rolling {
+            for r in &self.st.analysis_runs {
+                if r.phase == AnalysisPhase::Running && !keep_analysis_runs.contains(&r.name) {
+                    keep_analysis_runs.push(r.name.clone());
+                }
+            }
+        }
         Plan {
             traffic,
             status: self.st,
@@ -1119,6 +1350,8 @@ impl<'a> Decider<'a> {
             delete_pods: self.delete_pods,
             notes: self.notes,
             requeue_after: self.requeue,
+            analysis_runs: self.runs,
+            keep_analysis_runs,
             ask_gates: self.ask_gates,
         }
     }
@@ -1126,4 +1359,18 @@ impl<'a> Decider<'a> {
 
 fn jiff_secs(secs: i64) -> k8s_openapi::jiff::SignedDuration {
     k8s_openapi::jiff::SignedDuration::from_secs(secs)
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = vec![];
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
 }

@@ -18,7 +18,8 @@ use std::time::Duration;
 pub use engine::decide;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::app::{AppSpec, AppStatus};
+use crate::api::analysis::AnalysisPhase;
+use crate::api::app::{AnalysisRef, AppSpec, AppStatus};
 
 /// Annotation whose new value promotes the current step (or the blue-green preview).
 pub const PROMOTE: &str = "platform.authentify.it/promote";
@@ -62,7 +63,7 @@ pub enum JobState {
     Failed(String),
 }
 
-/// Outcome of an analysis (health gate) the controller evaluated for the current step.
+/// Outcome of an analysis run, as the engine acts on it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Verdict {
     /// Still measuring.
@@ -89,8 +90,10 @@ pub struct Observed {
     pub post_deploy: JobState,
     /// Pods of the stable revision created before `spec.restartAt`, oldest first.
     pub pods_to_restart: Vec<String>,
-    /// Verdict for the current analysis step or blue-green pre-promotion analysis.
-    pub analysis: Verdict,
+    /// The App's name; it prefixes the names of its AnalysisRuns.
+    pub name: String,
+    /// The App's AnalysisRuns in the cluster, by name.
+    pub analysis_runs: BTreeMap<String, ObservedRun>,
     /// Why the spec cannot be carried out right now (a missing Secret, say); nothing changes then.
     pub invalid: Option<String>,
     /// Label selector of all the App's pods, for the `/scale` subresource.
@@ -107,6 +110,27 @@ pub struct GateAnswer {
     pub passed: bool,
     /// The answer for people (never the URL's query string).
     pub message: String,
+}
+
+/// An AnalysisRun as observed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedRun {
+    /// Its phase (Running until it decided).
+    pub phase: AnalysisPhase,
+    /// Its message.
+    pub message: String,
+}
+
+/// An AnalysisRun the rollout needs: the controller creates it when it does not exist, and
+/// terminates every running AnalysisRun of the App that is not asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    /// Name of the AnalysisRun (stable across reconciles and restarts).
+    pub name: String,
+    /// `step 3`, `background`, `pre-promotion` or `post-promotion`.
+    pub purpose: String,
+    /// The templates and arguments to run.
+    pub analysis: AnalysisRef,
 }
 
 /// Which pods a Service selects.
@@ -173,6 +197,12 @@ pub struct Plan {
     pub notes: Vec<Note>,
     /// Reconcile again after this long even if nothing changes (a timed pause ends, say).
     pub requeue_after: Option<Duration>,
+    /// AnalysisRuns that must exist: the controller creates the missing ones.
+    pub analysis_runs: Vec<RunRequest>,
+    /// Names of the AnalysisRuns the rollout still needs (those above, and the ones of the
+    /// running rollout it did not look at in this reconcile); the controller terminates every
+    /// other running AnalysisRun of the App.
+    pub keep_analysis_runs: Vec<String>,
     /// Webhook gates to ask now, by name. The controller asks them, puts the answers in
     /// [`Observed::gates`] and decides again; nothing of this plan is applied.
     pub ask_gates: Vec<String>,

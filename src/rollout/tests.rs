@@ -8,6 +8,7 @@ use std::time::Duration;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::*;
+use crate::api::analysis::AnalysisPhase;
 use crate::api::app::{AppPhase, AppSpec, AppStatus};
 
 mod gates;
@@ -25,7 +26,16 @@ struct World {
     pre_deploy: JobState,
     post_deploy: JobState,
     pods_to_restart: Vec<String>,
-    analysis: Verdict,
+    /// AnalysisRuns in the simulated cluster, by name.
+    runs: BTreeMap<String, ObservedRun>,
+    /// Purpose of each run, by name.
+    run_purposes: BTreeMap<String, String>,
+    /// What the runs of a purpose decide (applied to running runs on every reconcile).
+    verdicts: BTreeMap<String, ObservedRun>,
+    /// Runs created, in order.
+    runs_created: Vec<String>,
+    /// Runs terminated (running but no longer asked for), in order.
+    runs_terminated: Vec<String>,
     invalid: Option<String>,
     last: Option<Plan>,
     jobs_created: Vec<(String, JobKind)>,
@@ -59,7 +69,11 @@ impl World {
             pre_deploy: JobState::NotConfigured,
             post_deploy: JobState::NotConfigured,
             pods_to_restart: vec![],
-            analysis: Verdict::Running,
+            runs: BTreeMap::new(),
+            run_purposes: BTreeMap::new(),
+            verdicts: BTreeMap::new(),
+            runs_created: vec![],
+            runs_terminated: vec![],
             invalid: None,
             last: None,
             jobs_created: vec![],
@@ -85,7 +99,8 @@ impl World {
             pre_deploy: self.pre_deploy.clone(),
             post_deploy: self.post_deploy.clone(),
             pods_to_restart: self.pods_to_restart.clone(),
-            analysis: self.analysis.clone(),
+            name: "api".into(),
+            analysis_runs: self.runs.clone(),
             invalid: self.invalid.clone(),
             selector: "platform.authentify.it/app=api".into(),
             gates: BTreeMap::new(),
@@ -144,6 +159,30 @@ impl World {
             self.jobs_created.push((self.desired(), kind));
         }
         self.deleted_pods.extend(plan.delete_pods.iter().cloned());
+        // AnalysisRuns: create the ones asked for, terminate the running ones that are not
+        // (they finish Successful, as in Argo Rollouts), then let each running run decide.
+        for request in &plan.analysis_runs {
+            if !self.runs.contains_key(&request.name) {
+                self.runs.insert(request.name.clone(), ObservedRun::default());
+                self.run_purposes.insert(request.name.clone(), request.purpose.clone());
+                self.runs_created.push(request.name.clone());
+            }
+        }
+        for (name, run) in &mut self.runs {
+            if run.phase == AnalysisPhase::Running && !plan.keep_analysis_runs.contains(name) {
+                run.phase = AnalysisPhase::Successful;
+                run.message = "terminated".into();
+                self.runs_terminated.push(name.clone());
+            }
+        }
+        for (name, run) in &mut self.runs {
+            let purpose = &self.run_purposes[name];
+            if run.phase == AnalysisPhase::Running
+                && let Some(verdict) = self.verdicts.get(purpose)
+            {
+                *run = verdict.clone();
+            }
+        }
         self.status = plan.status.clone();
         self.last = Some(plan.clone());
         plan
@@ -198,6 +237,11 @@ impl World {
 
     fn replicas(&self, hash: &str) -> i32 {
         self.revisions.iter().find(|r| r.hash == hash).map_or(0, |r| r.replicas)
+    }
+
+    /// Runs of `purpose` from now on decide `phase`.
+    fn decide_runs(&mut self, purpose: &str, phase: AnalysisPhase, message: &str) {
+        self.verdicts.insert(purpose.to_string(), ObservedRun { phase, message: message.to_string() });
     }
 
     fn reasons(&self) -> Vec<&'static str> {
@@ -621,22 +665,340 @@ fn an_unusable_spec_changes_nothing_and_says_why() {
     assert_eq!(w.run_until(&[AppPhase::Paused]).status.current_step_index, Some(1));
 }
 
+const ANALYSED: &str = r#"
+image: img:1
+replicas: 2
+strategy:
+  canary:
+    steps:
+      - setWeight: 50
+      - analysis: {templates: [error-rate]}
+      - setWeight: 100
+"#;
+
+const BACKGROUND: &str = r#"
+image: img:1
+replicas: 2
+strategy:
+  canary:
+    analysis: {templates: [golden]}
+    steps:
+      - setWeight: 50
+      - pause: {}
+"#;
+
+impl World {
+    /// Ticks `n` times, one second apart.
+    fn ticks(&mut self, n: usize) -> Plan {
+        let mut plan = self.tick();
+        for _ in 1..n {
+            self.advance(1);
+            plan = self.tick();
+        }
+        plan
+    }
+
+    fn summary(&self, purpose: &str) -> Vec<(String, AnalysisPhase)> {
+        self.status
+            .analysis_runs
+            .iter()
+            .filter(|r| r.purpose == purpose)
+            .map(|r| (r.name.clone(), r.phase))
+            .collect()
+    }
+
+    fn all_reasons(&mut self, n: usize) -> Vec<&'static str> {
+        let mut reasons = vec![];
+        for _ in 0..n {
+            self.advance(1);
+            reasons.extend(self.tick().notes.iter().map(|n| n.reason));
+        }
+        reasons
+    }
+}
+
 #[test]
-fn analysis_step_verdicts() {
-    let yaml = "image: img:1\nreplicas: 2\nstrategy:\n  canary:\n    steps:\n      - setWeight: 50\n      - analysis: {templates: [error-rate]}\n";
-    let mut w = deployed(yaml);
+fn a_passing_step_analysis_lets_the_canary_go_on() {
+    let mut w = deployed(ANALYSED);
     w.set_image("img:2");
-    w.analysis = Verdict::Running;
-    for _ in 0..5 {
+    let plan = w.ticks(6);
+    assert_eq!(w.status.current_step_index, Some(1));
+    assert!(plan.status.message.unwrap_or_default().contains("step 2/3: analysis running"));
+    assert_eq!(w.runs_created.len(), 1, "one run however many reconciles");
+    let name = w.runs_created[0].clone();
+    assert!(name.starts_with("api-r-2-") && name.ends_with("-s2"), "{name}");
+    assert_eq!(plan.analysis_runs.len(), 1);
+    assert_eq!(plan.analysis_runs[0].analysis.templates, ["error-rate"]);
+    w.decide_runs("step 2", AnalysisPhase::Successful, "error-rate: passed 3 of 3 measurements");
+    let reasons = w.all_reasons(2);
+    assert!(reasons.contains(&"AnalysisSuccessful") && reasons.contains(&"StepCompleted"), "{reasons:?}");
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!(w.summary("step 2"), [(name, AnalysisPhase::Successful)], "the App's status sums it up");
+    assert!(done.analysis_runs.is_empty() && w.runs_terminated.is_empty());
+}
+
+#[test]
+fn the_step_run_starts_only_once_the_canary_is_at_its_weight() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.stuck.insert("r-2".into());
+    w.ticks(5);
+    assert!(w.runs_created.is_empty(), "no analysis of pods that are not ready");
+    w.stuck.clear();
+    w.ticks(3);
+    assert_eq!(w.runs_created.len(), 1, "it starts once they are");
+}
+
+#[test]
+fn an_inconclusive_step_pauses_for_a_person_and_promote_goes_on() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.decide_runs("step 2", AnalysisPhase::Inconclusive, "error-rate: 2 of 3 inconclusive");
+    let plan = w.run_until(&[AppPhase::Paused]);
+    assert!(plan.status.pause_conditions.iter().any(|p| p.reason == "InconclusiveAnalysis"));
+    let message = plan.status.message.unwrap_or_default();
+    assert!(
+        message.contains("analysis inconclusive") && message.contains("2 of 3 inconclusive"),
+        "{message}"
+    );
+    assert!(plan.notes.iter().any(|n| n.reason == "AnalysisInconclusive" && n.warning));
+    let held = w.ticks(3);
+    assert_eq!(held.status.phase, Some(AppPhase::Paused), "stays paused until a person decides");
+    w.control(PROMOTE);
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    assert_eq!(w.runs_created.len(), 1);
+}
+
+#[test]
+fn a_failed_step_analysis_aborts() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.decide_runs("step 2", AnalysisPhase::Failed, "error-rate: failed 2 of 3 measurements");
+    let plan = w.run_until(&[AppPhase::Degraded]);
+    assert!(plan.status.abort);
+    let message = plan.status.message.unwrap_or_default();
+    assert!(
+        message.contains("analysis failed at step 2/3") && message.contains("failed 2 of 3"),
+        "{message}"
+    );
+    assert_eq!(w.replicas("r-2"), 0);
+    assert_eq!(w.replicas("r-1"), 2);
+    assert!(w.reasons().contains(&"RolloutAborted") || w.status.history[0].outcome == "Aborted");
+}
+
+#[test]
+fn promoting_a_running_analysis_terminates_its_run() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.ticks(5);
+    assert_eq!(w.runs_created.len(), 1);
+    w.control(PROMOTE);
+    w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(w.runs_terminated, w.runs_created, "the run nobody waits for stops");
+}
+
+#[test]
+fn a_running_analysis_survives_pod_blips_pauses_and_unusable_specs() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.ticks(5);
+    assert_eq!(w.runs_created.len(), 1);
+    w.stuck.insert("r-2".into());
+    w.ticks(2);
+    w.stuck.clear();
+    w.spec.paused = true;
+    w.ticks(3);
+    w.spec.paused = false;
+    w.invalid = Some("waiting for Secret x".into());
+    w.ticks(2);
+    w.invalid = None;
+    assert!(w.runs_terminated.is_empty(), "terminated: {:?}", w.runs_terminated);
+    w.decide_runs("step 2", AnalysisPhase::Successful, "passed");
+    w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(w.runs_created.len(), 1);
+}
+
+#[test]
+fn a_lost_status_write_does_not_duplicate_runs() {
+    let mut w = deployed(ANALYSED);
+    w.set_image("img:2");
+    w.ticks(3);
+    let before = w.status.clone();
+    w.ticks(3);
+    assert_eq!(w.runs_created.len(), 1);
+    // The operator restarts before it recorded the run: the status it finds is the older one.
+    w.status = before;
+    w.ticks(3);
+    assert_eq!(w.runs_created.len(), 1, "the same name is asked for again: {:?}", w.runs_created);
+}
+
+#[test]
+fn a_long_analysis_does_not_trip_the_progress_deadline() {
+    let mut w = deployed(&ANALYSED.replace("replicas: 2", "replicas: 2\nprogressDeadlineSeconds: 60"));
+    w.set_image("img:2");
+    w.ticks(5);
+    for _ in 0..10 {
+        w.advance(30);
         w.tick();
     }
-    assert_eq!(w.status.current_step_index, Some(1));
-    w.analysis = Verdict::Inconclusive("error rate 2% between thresholds".into());
-    assert_eq!(w.tick().status.phase, Some(AppPhase::Paused));
-    w.analysis = Verdict::Failed("error rate 9% > 5%".into());
-    let failed = w.tick();
-    assert_eq!(failed.status.phase, Some(AppPhase::Degraded));
-    assert!(failed.status.message.unwrap_or_default().contains("analysis failed at step 2/2"));
+    assert_eq!(w.status.phase, Some(AppPhase::Progressing), "{:?}", w.status.message);
+    assert!(!w.status.abort);
+}
+
+#[test]
+fn background_analysis_runs_for_the_whole_rollout() {
+    let mut w = deployed(BACKGROUND);
+    w.set_image("img:2");
+    let plan = w.run_until(&[AppPhase::Paused]);
+    let bg = w.summary("background");
+    assert_eq!(bg.len(), 1);
+    assert!(plan.analysis_runs.iter().any(|r| r.name == bg[0].0), "still asked for during the pause");
+    w.control(PROMOTE);
+    w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(w.runs_terminated, [bg[0].0.clone()], "terminated once the rollout is promoted");
+}
+
+#[test]
+fn failed_background_analysis_aborts_at_any_step() {
+    let mut w = deployed(BACKGROUND);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    w.decide_runs("background", AnalysisPhase::Error, "success-rate: 5 errors in a row");
+    let plan = w.run_until(&[AppPhase::Degraded]);
+    let message = plan.status.message.unwrap_or_default();
+    assert!(
+        message.starts_with("background analysis failed") && message.contains("5 errors in a row"),
+        "{message}"
+    );
+    assert_eq!(w.replicas("r-2"), 0);
+}
+
+#[test]
+fn inconclusive_background_analysis_pauses_and_promote_starts_a_new_one() {
+    let mut w = deployed(BACKGROUND);
+    w.set_image("img:2");
+    w.decide_runs("background", AnalysisPhase::Inconclusive, "latency-p99: inconclusive");
+    let plan = w.run_until(&[AppPhase::Paused]);
+    assert!(plan.status.pause_conditions.iter().any(|p| p.reason == "InconclusiveAnalysis"));
+    assert!(plan.status.message.unwrap_or_default().contains("background analysis inconclusive"));
+    w.verdicts.clear();
+    w.control(PROMOTE);
+    w.ticks(2);
+    let bg = w.summary("background");
+    assert_eq!(bg.len(), 2, "a fresh background run after the person's promote: {bg:?}");
+    assert!(bg[1].0.ends_with("-bg-1"), "{bg:?}");
+    assert_eq!(bg[1].1, AnalysisPhase::Running);
+    assert!(!w.status.pause_conditions.iter().any(|p| p.reason == "InconclusiveAnalysis"));
+}
+
+#[test]
+fn a_superseded_or_retried_rollout_gets_new_runs() {
+    let mut w = deployed(BACKGROUND);
+    w.set_image("img:2");
+    w.run_until(&[AppPhase::Paused]);
+    let first = w.runs_created.clone();
+    w.advance(5);
+    w.set_image("img:3");
+    w.run_until(&[AppPhase::Paused]);
+    assert_eq!(w.runs_terminated, first, "the superseded rollout's run stops");
+    assert_eq!(w.runs_created.len(), 2);
+    assert!(w.runs_created[1].starts_with("api-r-3-"));
+
+    w.control(ABORT);
+    w.run_until(&[AppPhase::Degraded]);
+    assert_eq!(w.runs_terminated.len(), 2, "an aborted rollout's run stops");
+    w.advance(5);
+    w.control(RETRY);
+    w.run_until(&[AppPhase::Paused]);
+    assert_eq!(w.runs_created.len(), 3);
+    assert_ne!(w.runs_created[2], w.runs_created[1], "a retry is a new attempt with its own run");
+}
+
+const BLUE_GREEN_ANALYSED: &str = r#"
+image: img:1
+replicas: 2
+strategy:
+  blueGreen:
+    autoPromotionSeconds: 0
+    scaleDownDelaySeconds: 30
+    prePromotionAnalysis: {templates: [smoke]}
+    postPromotionAnalysis: {templates: [error-rate]}
+"#;
+
+#[test]
+fn pre_promotion_analysis_gates_the_switch() {
+    let mut w = deployed(BLUE_GREEN_ANALYSED);
+    w.set_image("img:2");
+    let plan = w.ticks(6);
+    assert_eq!(plan.active, Selector::Revision("r-1".into()));
+    assert!(plan.status.message.unwrap_or_default().contains("pre-promotion analysis running"));
+    assert_eq!(w.summary("pre-promotion").len(), 1);
+    w.decide_runs("pre-promotion", AnalysisPhase::Failed, "smoke: failed");
+    let plan = w.run_until(&[AppPhase::Degraded]);
+    assert!(plan.status.message.unwrap_or_default().starts_with("pre-promotion analysis failed"));
+    assert_eq!(plan.active, Selector::Revision("r-1".into()));
+    assert_eq!(w.replicas("r-2"), 0);
+}
+
+#[test]
+fn inconclusive_pre_promotion_waits_for_a_person() {
+    let mut w = deployed(BLUE_GREEN_ANALYSED);
+    w.set_image("img:2");
+    w.decide_runs("pre-promotion", AnalysisPhase::Inconclusive, "smoke: inconclusive");
+    let plan = w.run_until(&[AppPhase::Paused]);
+    assert!(plan.status.pause_conditions.iter().any(|p| p.reason == "InconclusiveAnalysis"));
+    assert_eq!(w.ticks(3).active, Selector::Revision("r-1".into()), "no switch on its own");
+    w.control(PROMOTE);
+    w.decide_runs("post-promotion", AnalysisPhase::Successful, "error-rate: passed");
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+}
+
+#[test]
+fn post_promotion_analysis_can_switch_back() {
+    let mut w = deployed(BLUE_GREEN_ANALYSED);
+    w.set_image("img:2");
+    w.decide_runs("pre-promotion", AnalysisPhase::Successful, "smoke: passed");
+    let mut switched = None;
+    for _ in 0..20 {
+        w.advance(1);
+        let plan = w.tick();
+        if plan.active == Selector::Revision("r-2".into()) {
+            switched = Some(plan);
+            break;
+        }
+    }
+    let switched = switched.expect("switched to the new revision");
+    assert_eq!(
+        switched.status.stable_revision.as_deref(),
+        Some("r-1"),
+        "not stable before post-promotion passes"
+    );
+    assert!(switched.notes.iter().any(|n| n.reason == "Switched"));
+    let plan = w.ticks(3);
+    assert_eq!(plan.active, Selector::Revision("r-2".into()));
+    assert_eq!(w.replicas("r-1"), 2, "the old revision stays at full size meanwhile");
+    assert!(plan.status.message.unwrap_or_default().contains("post-promotion analysis running"));
+    w.decide_runs("post-promotion", AnalysisPhase::Failed, "error-rate: failed 1 of 1");
+    let back = w.run_until(&[AppPhase::Degraded]);
+    assert_eq!(back.active, Selector::Revision("r-1".into()), "switched back at once");
+    assert!(back.status.message.unwrap_or_default().starts_with("post-promotion analysis failed"));
+    assert_eq!(back.status.stable_revision.as_deref(), Some("r-1"));
+}
+
+#[test]
+fn post_promotion_success_makes_the_new_revision_stable() {
+    let mut w = deployed(BLUE_GREEN_ANALYSED);
+    w.set_image("img:2");
+    w.decide_runs("pre-promotion", AnalysisPhase::Successful, "smoke: passed");
+    w.decide_runs("post-promotion", AnalysisPhase::Successful, "error-rate: passed");
+    let done = w.run_until(&[AppPhase::Healthy]);
+    assert_eq!(done.status.stable_revision.as_deref(), Some("r-2"));
+    let purposes: Vec<&str> = done.status.analysis_runs.iter().map(|r| r.purpose.as_str()).collect();
+    assert_eq!(purposes, ["pre-promotion", "post-promotion"]);
+    assert!(done.status.analysis_runs.iter().all(|r| r.phase == AnalysisPhase::Successful));
 }
 
 #[test]

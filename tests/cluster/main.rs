@@ -3,6 +3,7 @@
 
 mod support;
 
+mod analysis;
 mod cli;
 mod crds;
 mod edge;
@@ -14,6 +15,12 @@ mod routing;
 
 fn main() -> std::process::ExitCode {
     support::run(cluster_tests![
+        analysis::builtin_golden_signals_pass_and_the_canary_is_promoted,
+        analysis::a_raised_error_rate_aborts_the_canary,
+        analysis::inconclusive_pauses_until_promoted,
+        analysis::a_dry_run_metric_never_aborts_and_finished_runs_expire,
+        analysis::web_provider_reads_a_json_field_with_a_secret_header,
+        analysis::job_provider_failure_aborts_the_canary,
         cli::ship_watch_promote_with_status_exit_codes,
         cli::bad_release_exits_1_then_undo_reuses_the_old_replica_set,
         cli::abort_retry_pause_resume_promote_full_restart,

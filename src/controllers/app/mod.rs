@@ -1,8 +1,11 @@
 //! The App controller: observe (caches) -> decide (the pure rollout engine) -> apply (server-side
 //! apply, only what differs) -> status (written once, only when it changed) and events.
 
+mod analysis;
 pub mod build;
 pub mod observe;
+
+pub use analysis::references_template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,6 +48,8 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
     // Observe.
     let (connections, invalid) = connections(app, ctx, &ns).await?;
     let (template, desired) = build::pod_template(app, &connections);
+    let analysis_problem = analysis::problem(app, ctx, &desired);
+    let invalid = invalid.or(analysis_problem);
     let replica_sets = ctx.stores.replica_sets.state();
     let pods = ctx.stores.pods.state();
     let jobs = ctx.stores.jobs.state();
@@ -64,7 +69,8 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
         pre_deploy: job_state(JobKind::PreDeploy, jobs_spec.is_some_and(|j| j.pre_deploy.is_some())),
         post_deploy: job_state(JobKind::PostDeploy, jobs_spec.is_some_and(|j| j.post_deploy.is_some())),
         pods_to_restart: observe::pods_to_restart(app, status.stable_revision.as_deref(), &pods),
-        analysis: health_verdict(app, &desired, &replica_sets),
+        name: app.name_any(),
+        analysis_runs: analysis::observed_runs(app, ctx),
         invalid,
         selector: build::selector_string(app),
         gates: BTreeMap::new(),
@@ -90,6 +96,7 @@ async fn reconcile_inner(app: &App, ctx: &Context) -> Result<Action, Error> {
 
     // Apply.
     apply_plan(app, ctx, &ns, &plan, &desired, &template, &replica_sets).await?;
+    analysis::apply(app, ctx, &ns, &plan, &desired).await?;
     if plan.status != status {
         let patch = serde_json::json!({
             "apiVersion": App::api_version(&()),
@@ -133,25 +140,6 @@ async fn ask_gates(
         (hook.name.clone(), answer)
     });
     futures::future::join_all(asks).await.into_iter().collect()
-}
-
-/// The Kubernetes-native health gate used for analysis steps until analysis templates exist:
-/// the canary's pods are all ready.
-fn health_verdict(app: &App, desired: &str, replica_sets: &[Arc<ReplicaSet>]) -> rollout::Verdict {
-    let rs = replica_sets.iter().find(|rs| {
-        rs.namespace() == app.namespace()
-            && rs.labels().get(build::REVISION_LABEL).map(String::as_str) == Some(desired)
-    });
-    match rs {
-        Some(rs)
-            if rs.spec.replicas.unwrap_or(0) > 0
-                && rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
-                    >= rs.spec.replicas.unwrap_or(0) =>
-        {
-            rollout::Verdict::Successful
-        }
-        _ => rollout::Verdict::Running,
-    }
 }
 
 /// Names and hash of the connection Secrets. A missing Secret makes the spec unusable for now.
