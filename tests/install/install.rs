@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use authentify::api::app::AppPhase;
 use authentify::api::common::ResourcePhase;
-use authentify::api::{App, EdgeCache};
+use authentify::api::{AnalysisRun, AnalysisTemplate, App, EdgeCache};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Secret, Service};
@@ -450,7 +450,8 @@ fn forbidden<T>(result: Result<T, kube::Error>) -> bool {
 
 /// The operator runs as two processes with only the chart's RBAC (its ServiceAccount's token,
 /// writes bound to this namespace): one leads, the standby does not reconcile; they roll out a
-/// canary (ReplicaSets, Services, NGINX Ingresses, a pre-deploy Job, Events), provision an
+/// canary (ReplicaSets, Services, NGINX Ingresses, a pre-deploy Job, an AnalysisRun measured by
+/// a Job, Events), provision an
 /// in-cluster Redis (StatefulSets, ConfigMap, Secrets, PDBs) and an EdgeCache (finalizer, status,
 /// against the Cloudflare fake) without one forbidden request; the
 /// leader is SIGKILLed mid-rollout, the standby takes the Lease over and finishes the rollout; a
@@ -562,7 +563,12 @@ async fn rollout_with_failover(
     .await?;
 
     // A canary through NGINX Ingresses with a pre-deploy Job, and an in-cluster Redis.
-    let steps = "      steps:\n        - setWeight: 50\n        - pause: {duration: 5s}\n        - setWeight: 75\n        - pause: {duration: 3s}\n";
+    // A step analysis measured by a Job (kwok's Job pods succeed): AnalysisRuns and their Jobs.
+    ctx.create_yaml::<AnalysisTemplate>(
+        "apiVersion: platform.authentify.it/v1alpha1\nkind: AnalysisTemplate\nmetadata: {name: smoke}\nspec:\n  metrics:\n    - name: smoke\n      count: 1\n      successCondition: result\n      provider:\n        job: {image: registry.example.com/smoke:1, command: [npm, test]}\n",
+    )
+    .await?;
+    let steps = "      steps:\n        - setWeight: 50\n        - pause: {duration: 5s}\n        - analysis: {templates: [smoke]}\n        - setWeight: 75\n        - pause: {duration: 3s}\n";
     let app = format!(
         "apiVersion: platform.authentify.it/v1alpha1\nkind: App\nmetadata: {{name: api}}\nspec:\n  image: registry.example.com/api:1\n  replicas: 2\n  port: 3000\n  route: {{host: api.authentify.it, ingressClassName: nginx}}\n  edgeCache: {{name: edge}}\n  jobs:\n    preDeploy: {{command: [npm, run, migrate]}}\n  strategy:\n    canary:\n      trafficRouting: {{nginx: {{}}}}\n{steps}"
     );
@@ -625,6 +631,8 @@ async fn rollout_with_failover(
     })
     .await?;
     let finished = killed.elapsed();
+    let runs = ctx.api::<AnalysisRun>().list(&ListParams::default()).await?.items;
+    ensure!(!runs.is_empty(), "the step analysis ran as an AnalysisRun");
     // The new leader also runs the EdgeCache's finalizer when it is deleted.
     ctx.api::<EdgeCache>().delete("edge", &Default::default()).await?;
     poll_until("the EdgeCache's finalizer to let it go", long, || async {
