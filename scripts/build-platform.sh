@@ -167,20 +167,41 @@ GO
     mv "$out.tmp" "$out")
 }
 
+# build_helm: the Helm 3 CLI (`helm lint` / `helm template` of charts/authentify-operator in the tests).
+build_helm() {
+  local out="$BIN/helm-$HELM_VERSION"
+  [[ -x "$out" ]] && return 0
+  log "building helm $HELM_VERSION"
+  # As helm's Makefile does: the version, and the Kubernetes version `helm template` and `helm
+  # lint` assume (that of the client-go helm requires; without it, v1.20).
+  local client_go minor ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  client_go="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' |
+    xargs sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p')"
+  minor="${client_go:?cannot read the client-go version of helm}"
+  ld+=" -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
+    ld+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  GOBIN="$CACHE/src/helm-$HELM_VERSION" go install -trimpath -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$CACHE/src/helm-$HELM_VERSION/helm" "$out"
+}
+
 # link_current: $CACHE/path holds unversioned names (kubectl, ...) for PATH, pointing at this
 # checkout's versions.
 link_current() {
   mkdir -p "$CACHE/path"
   ln -sfn "$BIN/kubectl-$KUBERNETES_VERSION" "$CACHE/path/kubectl"
+  if [[ -x "$BIN/helm-$HELM_VERSION" ]]; then ln -sfn "$BIN/helm-$HELM_VERSION" "$CACHE/path/helm"; fi
 }
 
 case "${1:-all}" in
   etcd) build_etcd ;;
   kubernetes) build_kubernetes ;;
   kwok) build_kwok ;;
-  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; build_ferretdb; link_current ;;
+  all) build_etcd; build_kwok; build_kubernetes; fetch_gateway_api; build_ferretdb; build_helm; link_current ;;
   ferretdb) build_ferretdb ;;
+  helm) build_helm; link_current ;;
   gateway-api) fetch_gateway_api ;;
-  *) echo "usage: $0 [all|etcd|kubernetes|kwok]" >&2; exit 3 ;;
+  *) echo "usage: $0 [all|etcd|kubernetes|kwok|gateway-api|ferretdb|helm]" >&2; exit 3 ;;
 esac
 echo "$BIN"

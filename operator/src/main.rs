@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+mod leader;
 mod run;
 
 use std::path::PathBuf;

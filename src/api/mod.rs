@@ -62,28 +62,30 @@ pub fn crd_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml_ng:
 mod tests {
     use super::*;
 
-    /// The committed CRD YAML must match the Rust types. Regenerate with
-    /// `cargo run -p authentify-operator -- crds --write manifests/crds`.
+    /// The committed CRD YAML (the plain manifests and the Helm chart's copy) must match the Rust
+    /// types. Regenerate both with `make crds`.
     #[test]
     fn committed_crds_are_up_to_date() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/crds");
-        let mut expected_files = vec![];
-        for crd in crds() {
-            let name = crd_file_name(&crd);
-            let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
-            assert!(
-                committed == crd_yaml(&crd).expect("CRD renders"),
-                "manifests/crds/{name} is stale: run `cargo run -p authentify-operator -- crds --write manifests/crds`"
-            );
-            expected_files.push(name);
+        for folder in ["manifests/crds", "charts/authentify-operator/crds"] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+            let mut expected_files = vec![];
+            for crd in crds() {
+                let name = crd_file_name(&crd);
+                let committed = std::fs::read_to_string(dir.join(&name)).unwrap_or_default();
+                assert!(
+                    committed == crd_yaml(&crd).expect("CRD renders"),
+                    "{folder}/{name} is stale: run `make crds`"
+                );
+                expected_files.push(name);
+            }
+            let mut present: Vec<String> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|e| panic!("{folder} is readable: {e}"))
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .collect();
+            present.sort();
+            expected_files.sort();
+            assert_eq!(present, expected_files, "{folder} holds files for CRDs that no longer exist");
         }
-        let mut present: Vec<String> = std::fs::read_dir(&dir)
-            .expect("manifests/crds exists")
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect();
-        present.sort();
-        expected_files.sort();
-        assert_eq!(present, expected_files, "manifests/crds holds files for CRDs that no longer exist");
     }
 
     #[test]

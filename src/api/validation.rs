@@ -225,43 +225,93 @@ mod environment_tests {
     /// Every manifest under `environments/` parses into our types and passes the CEL rules.
     #[test]
     fn environments_are_valid() {
+        // Each environment is a kustomize overlay; build it offline with kubectl's kustomize and
+        // check every custom resource it yields against the CRD schema, the CEL rules and the types.
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("environments");
+        let kubectl = kubectl_bin();
         let mut checked = 0;
-        let mut stack = vec![root];
-        while let Some(dir) = stack.pop() {
-            for entry in std::fs::read_dir(&dir).expect("environments/ is readable") {
-                let path = entry.expect("entry").path();
-                if path.is_dir() {
-                    stack.push(path);
+        for env in ["local", "staging", "production"] {
+            let out = std::process::Command::new(&kubectl)
+                .arg("kustomize")
+                .arg(root.join(env))
+                .output()
+                .unwrap_or_else(|e| {
+                    panic!("running {} (scripts/setup.sh builds it): {e}", kubectl.display())
+                });
+            assert!(
+                out.status.success(),
+                "kubectl kustomize environments/{env}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let text = String::from_utf8(out.stdout).expect("UTF-8");
+            let mut kinds = vec![];
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let value = serde_json::to_value(serde_yaml_ng::Value::deserialize(doc).expect("valid YAML"))
+                    .expect("JSON-compatible");
+                let kind = value["kind"].as_str().unwrap_or_default().to_string();
+                let name = value["metadata"]["name"].as_str().unwrap_or_default().to_string();
+                assert_eq!(
+                    value["metadata"]["namespace"]
+                        .as_str()
+                        .or(value["metadata"]["name"].as_str().filter(|_| kind == "Namespace")),
+                    Some(format!("authentify-{env}").as_str()),
+                    "environments/{env}: {kind} {name} is outside the environment's namespace"
+                );
+                if matches!(kind.as_str(), "Namespace" | "Secret") {
                     continue;
                 }
-                if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                    continue;
+                let violations = check_cel(&value)
+                    .unwrap_or_else(|| panic!("environments/{env}: {kind} {name} is not one of our kinds"));
+                assert!(violations.is_empty(), "environments/{env}: {kind} {name}: {violations:?}");
+                // Typed, and back: a field the types do not know (the API server would refuse it)
+                // is lost on the way.
+                fn round_trip<K: serde::de::DeserializeOwned + serde::Serialize>(
+                    v: &serde_json::Value,
+                ) -> Result<serde_json::Value, serde_json::Error> {
+                    serde_json::to_value(serde_json::from_value::<K>(v.clone())?)
                 }
-                let text = std::fs::read_to_string(&path).expect("readable");
-                for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-                    let value =
-                        serde_json::to_value(serde_yaml_ng::Value::deserialize(doc).expect("valid YAML"))
-                            .expect("JSON-compatible");
-                    let violations = check_cel(&value)
-                        .unwrap_or_else(|| panic!("{}: not one of our kinds", path.display()));
-                    assert!(violations.is_empty(), "{}: {violations:?}", path.display());
-                    let kind = value["kind"].as_str().unwrap_or_default();
-                    let typed = match kind {
-                        "App" => serde_json::from_value::<crate::api::App>(value).map(|_| ()),
-                        "Redis" => serde_json::from_value::<crate::api::Redis>(value).map(|_| ()),
-                        "AtlasConnection" => {
-                            serde_json::from_value::<crate::api::AtlasConnection>(value).map(|_| ())
-                        }
-                        "EdgeCache" => serde_json::from_value::<crate::api::EdgeCache>(value).map(|_| ()),
-                        other => panic!("unexpected kind {other}"),
-                    };
-                    typed.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    checked += 1;
-                }
+                let typed = match kind.as_str() {
+                    "App" => round_trip::<crate::api::App>(&value),
+                    "Redis" => round_trip::<crate::api::Redis>(&value),
+                    "AtlasConnection" => round_trip::<crate::api::AtlasConnection>(&value),
+                    "EdgeCache" => round_trip::<crate::api::EdgeCache>(&value),
+                    "AnalysisTemplate" => round_trip::<crate::api::AnalysisTemplate>(&value),
+                    other => panic!("unexpected kind {other}"),
+                };
+                let typed = typed.unwrap_or_else(|e| panic!("environments/{env}: {kind} {name}: {e}"));
+                assert!(
+                    crate::controllers::json_contains(&typed, &value),
+                    "environments/{env}: {kind} {name} has fields the CRD does not declare:\n{value:#}\nknown:\n{typed:#}"
+                );
+                kinds.push(format!("{kind}/{name}"));
+                checked += 1;
+            }
+            for wanted in [
+                "App/api",
+                "App/app-web",
+                "App/studio-web",
+                "Redis/cache",
+                "AtlasConnection/main",
+                "EdgeCache/authentify",
+            ] {
+                assert!(kinds.iter().any(|k| k == wanted), "environments/{env} has no {wanted}: {kinds:?}");
             }
         }
-        assert!(checked >= 3, "expected manifests under environments/, found {checked}");
+        assert!(
+            checked >= 18,
+            "expected Authentify's platform in each environment, found {checked} resources"
+        );
+    }
+
+    /// The kubectl the platform build provides (`~/.cache/authentify/path`), else PATH's.
+    fn kubectl_bin() -> std::path::PathBuf {
+        let cache = std::env::var_os("AUTHENTIFY_CACHE").map(std::path::PathBuf::from).or_else(|| {
+            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache/authentify"))
+        });
+        match cache.map(|c| c.join("path/kubectl")) {
+            Some(path) if path.exists() => path,
+            _ => std::path::PathBuf::from("kubectl"),
+        }
     }
 
     use serde::Deserialize;

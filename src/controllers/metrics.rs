@@ -34,6 +34,7 @@ pub struct Metrics {
     apps_by_phase: Family<PhaseLabel, Gauge>,
     phase_transitions: Family<PhaseLabel, Counter>,
     step_transitions: Counter,
+    leader: Gauge,
     phases: Arc<Mutex<HashMap<String, String>>>,
 }
 
@@ -73,6 +74,12 @@ impl Metrics {
         );
         let step_transitions = Counter::default();
         registry.register("rollout_step_transitions", "Canary steps completed", step_transitions.clone());
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            leader.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -80,6 +87,7 @@ impl Metrics {
             apps_by_phase,
             phase_transitions,
             step_transitions,
+            leader,
             phases: Arc::new(Mutex::new(HashMap::new())),
         }
     }
@@ -108,6 +116,11 @@ impl Metrics {
         self.apps_by_phase.get_or_create(&PhaseLabel { phase: new_phase }).inc();
     }
 
+    /// Records whether this replica leads (holds the Lease and reconciles).
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
     /// Forgets a deleted App.
     pub fn forget(&self, key: &str) {
         let Ok(mut phases) = self.phases.lock() else { return };
@@ -129,6 +142,43 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/metrics.md documents every metric, and the Grafana dashboard uses only those.
+    #[test]
+    fn every_metric_is_documented_and_the_dashboard_uses_only_those() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/metrics.md")).expect("docs/metrics.md");
+        // Families appear in the exposition once they have a child.
+        let metrics = Metrics::new();
+        metrics.observe_reconcile(Duration::from_millis(1), Some(&Error::Invalid("x".into())));
+        let healthy = AppStatus { phase: Some(AppPhase::Healthy), ..AppStatus::default() };
+        metrics.record_status("ns/a".into(), &AppStatus::default(), &healthy);
+        let names: Vec<String> = metrics
+            .encode()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(|l| match l.split_once(' ') {
+                Some((name, "counter")) => format!("{name}_total"),
+                Some((name, _)) => name.to_string(),
+                None => l.to_string(),
+            })
+            .collect();
+        assert!(names.len() >= 6, "{names:?}");
+        for name in &names {
+            assert!(doc.contains(&format!("`{name}`")), "docs/metrics.md does not document {name}");
+        }
+        let dashboard = std::fs::read_to_string(root.join("docs/grafana/rollouts.json")).expect("dashboard");
+        let used = regex::Regex::new(r"authentify_[a-z_]+").expect("regex");
+        for m in used.find_iter(&dashboard) {
+            let base =
+                ["_bucket", "_count", "_sum"].iter().fold(m.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(
+                names.iter().any(|n| n == base),
+                "the dashboard uses {}, which the operator does not serve",
+                m.as_str()
+            );
+        }
+    }
 
     #[test]
     fn apps_by_phase_moves_between_phases() {

@@ -112,12 +112,17 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// The kubectl built with the platform (same version as the API server) when present, else PATH's.
 pub fn kubectl_bin() -> PathBuf {
+    cached_bin("kubectl")
+}
+
+/// A binary `scripts/build-platform.sh` built (`~/.cache/authentify/path/NAME`), else PATH's.
+pub fn cached_bin(name: &str) -> PathBuf {
     let cache = std::env::var_os("AUTHENTIFY_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/authentify")));
-    match cache.map(|c| c.join("path/kubectl")) {
+    match cache.map(|c| c.join("path").join(name)) {
         Some(path) if path.exists() => path,
-        _ => PathBuf::from("kubectl"),
+        _ => PathBuf::from(name),
     }
 }
 
@@ -268,8 +273,19 @@ impl TestCtx {
 }
 
 /// Sets up the run: starts (or reuses) the control plane, installs the CRDs, and runs each test in
-/// its own namespace on a shared runtime.
+/// its own namespace on a shared runtime, with the operator running in-process.
+#[allow(dead_code)] // tests/install runs its operators as processes
 pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
+    run_with(tests, "platform", true)
+}
+
+/// [`run`] on a control plane of its own (state `state_name`), with or without the in-process
+/// operator (tests/install runs `authentify-operator` processes with the chart's RBAC instead).
+pub fn run_with(
+    tests: Vec<(&'static str, TestFn)>,
+    state_name: &str,
+    in_process_operator: bool,
+) -> std::process::ExitCode {
     let args = libtest_mimic::Arguments::from_args();
     if args.list {
         let trials = tests.into_iter().map(|(name, _)| libtest_mimic::Trial::test(name, || Ok(()))).collect();
@@ -282,7 +298,7 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let mut platform = match platform::Platform::start("platform") {
+    let mut platform = match platform::Platform::start(state_name) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("[cluster tests] cannot start the control plane: {e:#}");
@@ -304,7 +320,7 @@ pub fn run(tests: Vec<(&'static str, TestFn)>) -> std::process::ExitCode {
         }
     };
     let handle = runtime.handle().clone();
-    {
+    if in_process_operator {
         let _guard = runtime.enter();
         operator::start(client.clone());
     }
