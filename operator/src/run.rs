@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use clap::Args;
-use kube::Client;
+use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
