@@ -21,6 +21,8 @@ target/debug/authentify-fakes --atlas-addr 127.0.0.1:18181 --cloudflare-addr 127
   --cloudflare-token local-token --cloudflare-zone authentify.local >"$STATE/logs/fakes.log" 2>&1 &
 FAKES=$!
 trap 'kill "$FAKES" 2>/dev/null || true' EXIT
+# A default StorageClass and a few volumes, so the in-cluster Redis's claim binds.
+kubectl apply --server-side -f scripts/local-storage.yaml >/dev/null
 kubectl apply --server-side -k environments/local >/dev/null
 echo "[up] platform ready, environments/local applied (namespace authentify-local); fakes log: $STATE/logs/fakes.log" >&2
 echo "[up] in another shell: export KUBECONFIG=$KUBECONFIG" >&2

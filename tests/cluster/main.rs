@@ -8,6 +8,7 @@ mod atlas;
 mod cli;
 mod crds;
 mod edge;
+mod environments;
 mod gates;
 mod nodes;
 mod redis;
@@ -40,6 +41,7 @@ fn main() -> std::process::ExitCode {
         edge::records_rules_settings_follow_the_apps_and_drift_is_corrected,
         edge::wrong_token_is_a_clear_condition_and_rate_limits_are_waited_out,
         edge::purge_exactly_once_per_promotion_across_restarts,
+        environments::local_environment_is_ready_against_the_fakes,
         gates::webhook_gates_hold_the_rollout_until_they_answer_2xx,
         nodes::deployment_pods_become_ready_and_crash_labelled_pods_do_not,
         nodes::rbac_refuses_what_it_does_not_grant,
