@@ -7,7 +7,7 @@
 //! 3. promote latency: from the promote write returning to the resulting ReplicaSet change seen
 //!    by a watch, p50 and p99 over `BENCH_PROMOTES` (default 200) promotes;
 //! 4. idle: writes by the operator (from the API server's audit log) over `BENCH_IDLE_SECS`
-//!    (default 300) with nothing changing.
+//!    (default 300) with nothing changing, by resource; the leader's Lease renewals apart.
 //!
 //! The operator runs as its own process (release build) with its own identity; its peak RSS and
 //! CPU seconds come from /proc. The last line printed is one JSON object with every figure.
@@ -133,8 +133,30 @@ fn phase(a: &App) -> Option<AppPhase> {
     a.status.as_ref().and_then(|s| s.phase.clone())
 }
 
-fn audit_writes(path: &std::path::Path) -> usize {
-    std::fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+/// The operator's writes in the audit log (one JSON event per line), from line `skip` on, counted
+/// by `verb resource[/subresource]`.
+fn audit_writes(path: &std::path::Path, skip: usize) -> (usize, std::collections::BTreeMap<String, usize>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut by = std::collections::BTreeMap::new();
+    let mut lines = 0;
+    for line in text.lines() {
+        lines += 1;
+        if lines <= skip {
+            continue;
+        }
+        let event: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let object = &event["objectRef"];
+        let mut key = format!(
+            "{} {}",
+            event["verb"].as_str().unwrap_or("?"),
+            object["resource"].as_str().unwrap_or("?")
+        );
+        if let Some(sub) = object["subresource"].as_str() {
+            key = format!("{key}/{sub}");
+        }
+        *by.entry(key).or_insert(0) += 1;
+    }
+    (lines, by)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -279,10 +301,16 @@ async fn main() -> anyhow::Result<()> {
     // 4. Idle writes.
     let audit = state.join("logs/audit.log");
     tokio::time::sleep(Duration::from_secs(5)).await; // let the last writes of step 3 land in the log
-    let before = audit_writes(&audit);
+    let (before, _) = audit_writes(&audit, 0);
     eprintln!("[bench] idle for {idle_secs}s");
     tokio::time::sleep(Duration::from_secs(idle_secs)).await; // the measured idle window itself
-    let idle_writes = audit_writes(&audit).saturating_sub(before);
+    // The leader's Lease renewals (one per retry period) are the one write an idle operator must
+    // make; they are counted apart from the writes that idle should not cause.
+    let (_, mut idle_by) = audit_writes(&audit, before);
+    let lease_renewals =
+        idle_by.remove("patch leases").unwrap_or(0) + idle_by.remove("update leases").unwrap_or(0);
+    let idle_writes: usize = idle_by.values().sum();
+    eprintln!("[bench] idle: {idle_writes} write(s) {idle_by:?}, {lease_renewals} Lease renewal(s)");
 
     let figures = serde_json::json!({
         "benchmark": "rollout",
@@ -292,6 +320,8 @@ async fn main() -> anyhow::Result<()> {
         "set_image_all_first_pause_s": (first_pause_s * 10.0).round() / 10.0,
         "promote_latency_ms": {"p50": (p50 * 10.0).round() / 10.0, "p99": (p99 * 10.0).round() / 10.0, "samples": latencies.len()},
         "idle_writes": idle_writes,
+        "idle_writes_by": idle_by,
+        "idle_lease_renewals": lease_renewals,
         "idle_window_s": idle_secs,
         "operator_peak_rss_mb": (operator.peak_rss_mb() * 10.0).round() / 10.0,
         "operator_cpu_s": (operator.cpu_seconds() * 10.0).round() / 10.0,
