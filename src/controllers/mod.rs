@@ -218,6 +218,7 @@ pub async fn run_app_controller(
             }
         })
         .watches_stream(pod_stream, |pod: Pod| to_app(&pod))
+        .with_config(kube::runtime::controller::Config::default().concurrency(APP_RECONCILE_CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(app::reconcile, app::error_policy, ctx)
         .for_each(|result| log_result("App", result))
@@ -357,6 +358,11 @@ pub async fn publish_event(
 
 /// Default pause between retries of a failed reconcile.
 pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// How many Apps reconcile at once. A burst (hundreds of Apps changed together) otherwise runs
+/// every reconcile at the same time, each holding its objects and request bodies; the rest wait in
+/// the queue (deduplicated), so the bound costs latency only during bursts.
+pub const APP_RECONCILE_CONCURRENCY: u16 = 16;
 
 #[cfg(test)]
 mod tests {
