@@ -1156,7 +1156,9 @@ impl<'a> Decider<'a> {
     }
 
     /// `<app>-<revision>-<attempt>-<purpose>[-k]`: the same in every reconcile of one attempt of
-    /// a rollout (the attempt is when it started), so a restarted operator finds its runs.
+    /// a rollout, so a restarted operator finds its runs. The attempt is when it started (whole
+    /// seconds, as status keeps it) and how many attempts of this revision the history holds: a
+    /// retry within the second its rollout started is a new attempt too.
     fn run_name(&self, purpose: &str, k: usize) -> String {
         let desired = &self.observed.desired_revision;
         let started = self
@@ -1175,7 +1177,9 @@ impl<'a> Decider<'a> {
         };
         let again = if k > 0 { format!("-{k}") } else { String::new() };
         let app: String = self.observed.name.chars().take(180).collect();
-        format!("{app}-{desired}-{}-{slug}{again}", base36(u64::try_from(started).unwrap_or(0)))
+        let attempts = self.st.history.iter().filter(|r| &r.revision == desired).count();
+        let attempt = base36(u64::try_from(started).unwrap_or(0));
+        format!("{app}-{desired}-{attempt}{attempts}-{slug}{again}")
     }
 
     fn finish(mut self) -> Plan {

@@ -916,6 +916,32 @@ fn a_superseded_or_retried_rollout_gets_new_runs() {
     assert_ne!(w.runs_created[2], w.runs_created[1], "a retry is a new attempt with its own run");
 }
 
+#[test]
+fn a_retry_within_the_second_its_rollout_started_gets_a_new_run() {
+    // Status keeps times in whole seconds: the rollout starting, its analysis failing and a
+    // person retrying can all fall within one. The retry must not find the failed run again.
+    let mut w = deployed(ANALYSED);
+    w.decide_runs("step 2", AnalysisPhase::Failed, "error-rate: failed 1 of 1 measurements");
+    w.set_image("img:2");
+    for _ in 0..10 {
+        if w.tick().status.abort {
+            break;
+        }
+    }
+    assert!(w.status.abort, "the failed analysis aborts: {:#?}", w.status);
+    assert_eq!(w.runs_created.len(), 1);
+    w.control(RETRY);
+    w.tick();
+    assert!(!w.status.abort, "the retry is taken");
+    for _ in 0..10 {
+        if w.tick().status.abort {
+            break;
+        }
+    }
+    assert_eq!(w.runs_created.len(), 2, "the retry measures again: {:?}", w.runs_created);
+    assert_ne!(w.runs_created[0], w.runs_created[1]);
+}
+
 const BLUE_GREEN_ANALYSED: &str = r#"
 image: img:1
 replicas: 2
