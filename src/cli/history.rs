@@ -45,11 +45,16 @@ pub fn replica_sets_by_revision<'a>(app: &App, sets: &'a [ReplicaSet]) -> BTreeM
 pub fn entries(app: &App, sets: &[ReplicaSet]) -> Vec<Entry> {
     let by_rev = replica_sets_by_revision(app, sets);
     let mut latest: BTreeMap<String, Entry> = BTreeMap::new();
+    // Where each revision's newest record stands in the history (newest first): status keeps
+    // times in whole seconds, so two rollouts can share a start time; the history's order
+    // decides between them.
+    let mut position: BTreeMap<String, usize> = BTreeMap::new();
     let history = app.status.as_ref().map(|s| s.history.clone()).unwrap_or_default();
-    for record in history {
+    for (i, record) in history.into_iter().enumerate() {
         let started = Some(record.started_at.0);
         let newer = latest.get(&record.revision).is_none_or(|e| e.started < started);
         if newer {
+            position.insert(record.revision.clone(), i);
             latest.insert(
                 record.revision.clone(),
                 Entry {
@@ -83,7 +88,11 @@ pub fn entries(app: &App, sets: &[ReplicaSet]) -> Vec<Entry> {
         entry.pods = Some(pods);
     }
     let mut list: Vec<Entry> = latest.into_values().collect();
-    list.sort_by(|a, b| a.started.cmp(&b.started).then_with(|| a.hash.cmp(&b.hash)));
+    // Revisions the history no longer holds are older than those it does.
+    let pos = |e: &Entry| std::cmp::Reverse(position.get(&e.hash).copied().unwrap_or(usize::MAX));
+    list.sort_by(|a, b| {
+        a.started.cmp(&b.started).then_with(|| pos(a).cmp(&pos(b))).then_with(|| a.hash.cmp(&b.hash))
+    });
     for (i, e) in list.iter_mut().enumerate() {
         e.number = u32::try_from(i + 1).unwrap_or(u32::MAX);
     }
@@ -186,6 +195,18 @@ mod tests {
         assert_eq!(list[1].pods, None);
         let table = render(&a, &list);
         assert!(table.contains("r1") && table.contains("(stable)") && table.contains("gone"), "{table}");
+    }
+
+    #[test]
+    fn rollouts_started_in_the_same_second_keep_the_history_order() {
+        // Hashes in the opposite order of the rollouts, so only the history can tell.
+        let a = app("{history: [\
+            {revision: a2, image: 'a:2', startedAt: '2026-01-01T00:00:00Z', outcome: Promoted},\
+            {revision: b1, image: 'a:1', startedAt: '2026-01-01T00:00:00Z', outcome: Promoted}]}");
+        let sets =
+            vec![rs("b1", "a:1", "2026-01-01T00:00:00Z", 0), rs("a2", "a:2", "2026-01-01T00:00:00Z", 2)];
+        let order: Vec<String> = entries(&a, &sets).into_iter().map(|e| e.hash).collect();
+        assert_eq!(order, vec!["b1", "a2"]);
     }
 
     #[test]
