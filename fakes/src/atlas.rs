@@ -82,6 +82,20 @@ impl AtlasFake {
         Ok(Self { inner, server })
     }
 
+    /// Starts on a free port with one API key pair, one service account and an IDLE cluster
+    /// `main` in project `group`: what the tests that drive the client or the controller need.
+    pub async fn start_seeded(
+        group: &str,
+        (public_key, private_key): (&str, &str),
+        (client_id, client_secret): (&str, &str),
+    ) -> anyhow::Result<Self> {
+        let fake = Self::start().await?;
+        fake.add_api_key(public_key, private_key);
+        fake.add_service_account(client_id, client_secret);
+        fake.put_cluster(group, "main", "IDLE");
+        Ok(fake)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

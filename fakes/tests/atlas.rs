@@ -19,11 +19,7 @@ const CLIENT_SECRET: &str = "mdb_sa_sk_super-secret";
 const PASSWORD: &str = "user-password-Zq8r7t6y";
 
 async fn fake() -> AtlasFake {
-    let fake = AtlasFake::start().await.unwrap();
-    fake.add_api_key(PUBLIC, PRIVATE);
-    fake.add_service_account(CLIENT_ID, CLIENT_SECRET);
-    fake.put_cluster(GROUP, "main", "IDLE");
-    fake
+    AtlasFake::start_seeded(GROUP, (PUBLIC, PRIVATE), (CLIENT_ID, CLIENT_SECRET)).await.unwrap()
 }
 
 fn client_with(fake: &AtlasFake, credentials: AtlasCredentials, clock: &Arc<ManualClock>) -> AtlasClient {

@@ -20,11 +20,7 @@ const CLIENT_ID: &str = "mdb_sa_id_controller";
 const CLIENT_SECRET: &str = "mdb_sa_sk_controller-secret";
 
 async fn fake() -> AtlasFake {
-    let fake = AtlasFake::start().await.unwrap();
-    fake.add_api_key(PUBLIC, PRIVATE);
-    fake.add_service_account(CLIENT_ID, CLIENT_SECRET);
-    fake.put_cluster(GROUP, "main", "IDLE");
-    fake
+    AtlasFake::start_seeded(GROUP, (PUBLIC, PRIVATE), (CLIENT_ID, CLIENT_SECRET)).await.unwrap()
 }
 
 fn client(fake: &AtlasFake, credentials: AtlasCredentials, clock: &Arc<ManualClock>) -> AtlasClient {

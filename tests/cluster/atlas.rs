@@ -31,11 +31,7 @@ const CLIENT_ID: &str = "mdb_sa_id_cluster_test";
 const CLIENT_SECRET: &str = "mdb_sa_sk_cluster-Secret-77";
 
 async fn fake() -> anyhow::Result<AtlasFake> {
-    let fake = AtlasFake::start().await?;
-    fake.add_api_key(PUBLIC, PRIVATE);
-    fake.add_service_account(CLIENT_ID, CLIENT_SECRET);
-    fake.put_cluster(GROUP, "main", "IDLE");
-    Ok(fake)
+    AtlasFake::start_seeded(GROUP, (PUBLIC, PRIVATE), (CLIENT_ID, CLIENT_SECRET)).await
 }
 
 async fn credentials_secret(ctx: &TestCtx, name: &str, data: &[(&str, &str)]) -> anyhow::Result<()> {
